@@ -1,0 +1,180 @@
+"""The one place where news about a training (a poll, a webhook, a create or cancel answer, an
+import) is merged into the store. Whatever the source, the same rules hold:
+
+- a webhook id seen before is a no-op (Replicate reuses the id when it retries);
+- status only moves forward (starting → processing → terminal) and a terminal status is final:
+  a later update may only fill in what the terminal state lacked (longer logs, output, metrics);
+- a log shorter than the one stored is ignored (out-of-order delivery), a longer one appends only
+  its new suffix to the training's log file;
+- progress is recomputed on every update but written to the store only when it changed
+  significantly (≥ 1 point, a new stage, a status change), not on every log line.
+
+Subscribers (the TUI, `replitrack listen`) hear about every applied update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from core.models import Status, Training, format_time, parse_time, utcnow
+from core.progress import Progress, ProgressTracker
+from core.store import Store
+
+Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay"]
+Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "final"]
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    training_id: str
+    outcome: Outcome
+    source: Source
+    record: dict[str, Any] | None
+    progress: Progress | None = None
+    new_log: str = ""  # what this update added to the log
+    written: bool = False  # the stored record changed
+    became_terminal: bool = False
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field → (before, after)
+
+    @property
+    def accepted(self) -> bool:
+        """The update was taken into account (a no-op for a duplicate or a stale update)."""
+        return self.outcome in ("created", "updated", "unchanged")
+
+
+# What `changes` reports, and what a significant change of the stored record means.
+_WATCHED = ("status", "stage", "overall_percent", "output_version", "error", "destination")
+
+
+class Updater:
+    """Applies updates to a Store and tells subscribers. One per process that owns the store."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.clock = clock
+        self._trackers: dict[str, ProgressTracker] = {}
+        self._subscribers: list[Callable[[UpdateResult], None]] = []
+        self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
+
+    def subscribe(self, callback: Callable[[UpdateResult], None]) -> Callable[[], None]:
+        """Call `callback` after every applied update; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def tracker(self, training_id: str) -> ProgressTracker:
+        """The live progress of a training, rebuilt from its stored log on first use."""
+        if training_id not in self._trackers:
+            record = self.store.get(training_id) or {}
+            tracker = ProgressTracker(self.store.durations(record.get("trainer", "")))
+            if record:
+                tracker.update(
+                    self.store.read_log(training_id), Status.parse(record.get("status")),
+                    now=self.clock(), started_at=parse_time(record.get("started_at")),
+                    created_at=parse_time(record.get("created_at")),
+                )
+            self._trackers[training_id] = tracker
+        return self._trackers[training_id]
+
+    def apply(self, training: Training | dict[str, Any], *, source: Source,
+              webhook_id: str | None = None) -> UpdateResult:
+        if isinstance(training, dict):
+            training = Training.from_api(training)
+        tid = training.id
+        if webhook_id is not None and self.store.seen_webhook(webhook_id):
+            return self._tell(UpdateResult(tid, "duplicate", source, self.store.get(tid)))
+        if webhook_id is not None:
+            self.store.remember_webhook(webhook_id)
+
+        before = self.store.get(tid)
+        now = self.clock()
+        old_status = Status.parse(before["status"]) if before else None
+        if old_status is not None and training.status.rank < old_status.rank:
+            return self._tell(UpdateResult(tid, "stale", source, before))
+        if old_status is not None and old_status.terminal and training.status != old_status:
+            return self._tell(UpdateResult(tid, "final", source, before))
+
+        new_log = self.store.extend_log(tid, training.logs) if training.logs else ""
+        record = _merge(before, training, now)
+        tracker = self.tracker(tid)
+        progress = tracker.update(
+            training.logs if new_log else None, training.status, now=now, started_at=parse_time(record.get("started_at")),
+            created_at=parse_time(record.get("created_at")),
+        )
+        _record_progress(record, progress, now)
+        if source == "webhook":
+            self.last_webhook[tid] = now
+
+        changes = {k: (before.get(k) if before else None, record.get(k)) for k in _WATCHED
+                   if (before.get(k) if before else None) != record.get(k)}
+        significant = before is None or _significant(before, record) or _details_changed(before, record)
+        if significant:
+            record["updated_at"] = format_time(now)
+            self.store.put(record)
+        outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
+        became_terminal = training.status.terminal and (old_status is None or not old_status.terminal)
+        return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
+                                       progress, new_log, significant, became_terminal, changes))
+
+    def _tell(self, result: UpdateResult) -> UpdateResult:
+        for callback in list(self._subscribers):
+            callback(result)
+        return result
+
+
+def _merge(before: dict[str, Any] | None, training: Training, now: datetime) -> dict[str, Any]:
+    """The stored record after this update; values the update lacks keep what was stored."""
+    record = dict(before or {})
+    record.update(
+        id=training.id,
+        trainer=training.model or record.get("trainer", ""),
+        trainer_version=training.version or record.get("trainer_version", ""),
+        destination=training.destination or record.get("destination"),
+        status=str(training.status),
+        input=training.input or record.get("input") or {},
+        error=training.error or record.get("error"),
+        created_at=format_time(training.created_at) or record.get("created_at") or format_time(now),
+        started_at=format_time(training.started_at) or record.get("started_at"),
+        completed_at=format_time(training.completed_at) or record.get("completed_at"),
+        metrics=training.metrics or record.get("metrics") or {},
+        source=training.source or record.get("source"),
+        web_url=training.web_url or record.get("web_url"),
+        output_version=training.output_version or record.get("output_version"),
+        output_weights=training.output_weights or record.get("output_weights"),
+    )
+    if training.status.terminal and not record.get("completed_at"):
+        record["completed_at"] = format_time(now)
+    return record
+
+
+def _record_progress(record: dict[str, Any], progress: Progress, now: datetime) -> None:
+    """Copy the progress into the record only where it moved enough to be worth a write."""
+    stage = str(progress.stage)
+    stages = [list(item) for item in record.get("stages") or []]
+    if not stages or stages[-1][0] != stage:
+        stages.append([stage, format_time(now)])
+    record["stages"] = stages
+    moved = (record.get("stage") != stage
+             or abs(float(record.get("overall_percent") or 0) - progress.overall_percent) >= 1
+             or progress.overall_percent >= 100 and record.get("overall_percent") != 100)
+    if moved or "overall_percent" not in record:
+        eta = progress.eta_seconds
+        record.update(
+            stage=stage, overall_percent=progress.overall_percent, step=progress.step,
+            total_steps=progress.total_steps, train_percent=progress.train_percent,
+            rate=progress.rate, loss=progress.loss, lr=progress.lr, eta_seconds=eta,
+            eta_at=format_time(now + timedelta(seconds=eta)) if eta is not None else None,
+        )
+
+
+def _significant(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return any(before.get(k) != after.get(k) for k in ("status", "stage", "overall_percent"))
+
+
+def _details_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Facts that arrive once (output, error, timestamps, destination) are always written."""
+    keys = ("output_version", "output_weights", "error", "started_at", "completed_at",
+            "destination", "metrics", "trainer", "input")
+    return any(before.get(k) != after.get(k) for k in keys)
