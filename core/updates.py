@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.models import Status, Training, format_time, parse_time, utcnow
-from core.progress import Progress, ProgressTracker
+from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
 
 Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay"]
@@ -64,11 +64,13 @@ class Updater:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def tracker(self, training_id: str) -> ProgressTracker:
+    def tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
         """The live progress of a training, rebuilt from its stored log on first use."""
         if training_id not in self._trackers:
             record = self.store.get(training_id) or {}
-            tracker = ProgressTracker(self.store.durations(record.get("trainer", "")))
+            trainer = record.get("trainer") or (training.model if training else "")
+            steps = steps_from_input(record.get("input") or (training.input if training else None))
+            tracker = ProgressTracker(self.store.durations(trainer), configured_steps=steps)
             if record:
                 tracker.update(
                     self.store.read_log(training_id), Status.parse(record.get("status")),
@@ -98,7 +100,7 @@ class Updater:
 
         new_log = self.store.extend_log(tid, training.logs) if training.logs else ""
         record = _merge(before, training, now)
-        tracker = self.tracker(tid)
+        tracker = self.tracker(tid, training)
         progress = tracker.update(
             training.logs if new_log else None, training.status, now=now, started_at=parse_time(record.get("started_at")),
             created_at=parse_time(record.get("created_at")),
