@@ -1,0 +1,262 @@
+"""The local face, on 127.0.0.1 only: the debugging API users know from the web version, plus
+the event log. Never reachable through the tunnel (it is a different port and app).
+
+Routes (`{ref}` is a Replicate training id, or a destination `owner/name`, URL-encoded or not,
+meaning its latest training):
+  GET  /api/models/{ref}/status              status, progress, stage, ETA, output version
+  GET  /api/replicate/training-logs/{ref}    the same plus the log tail (?tail=N lines, ?since=offset);
+                                             fetched live from Replicate while the training runs
+  POST /api/replicate/sync-completed         {"modelId": ref, "replicateModelVersion": optional}
+  GET  /api/events                           newest first (?limit=, ?training=, ?verdict=)
+  GET  /api/events/{id}                      one event with its headers
+  GET  /api/events/{id}/body                 the raw body as received
+  POST /api/events/{id}/replay               run the recorded webhook through the receiver again
+  GET  /api/listener                         tunnel state, counts, URLs, secret source
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from core.errors import ApiError, NotFoundError, ReplitrackError
+from core.models import Status, utcnow
+from core.service import TrainingService, UnknownTrainingError
+from core.views import logs_view, status_view
+from listener.receiver import WebhookReceiver, problem
+
+DEFAULT_TAIL = 200
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+ROUTES = ("GET /api/models/{id}/status", "GET /api/replicate/training-logs/{id}",
+          "POST /api/replicate/sync-completed", "GET /api/events", "GET /api/events/{id}",
+          "GET /api/events/{id}/body", "POST /api/events/{id}/replay", "GET /api/listener")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalApi:
+    def __init__(self, service: TrainingService, receiver: WebhookReceiver,
+                 listener_status: Callable[[], dict[str, Any]], *, loopback_only: bool = True) -> None:
+        self.service = service
+        self.receiver = receiver
+        self.listener_status = listener_status
+        self.loopback_only = loopback_only
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        add = app.router
+        add.add_get("/api/models/{ref:.+}/status", self.model_status)
+        add.add_get("/api/replicate/training-logs/{ref:.+}", self.training_logs)
+        add.add_post("/api/replicate/sync-completed", self.sync_completed)
+        add.add_get("/api/events", self.list_events)
+        add.add_get("/api/events/{event_id}", self.get_event)
+        add.add_get("/api/events/{event_id}/body", self.get_event_body)
+        add.add_post("/api/events/{event_id}/replay", self.replay_event)
+        add.add_get("/api/listener", self.listener)
+        add.add_get("/api/health", self.health)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Only local callers: a web page must not reach this API through DNS rebinding or CSRF."""
+        if self.loopback_only:
+            host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith("[") \
+                else (request.host or "").split("]")[0] + "]"
+            if host not in _LOCAL_NAMES:
+                return problem(403, "forbidden_host", f"Host {request.host!r} is not this computer: the local API "
+                               "answers only requests addressed to 127.0.0.1 or localhost")
+            origin = request.headers.get("Origin")
+            if origin:  # "null" too: sandboxed frames and local files send it
+                origin_host = origin.split("://", 1)[-1].split("/")[0]
+                origin_host = origin_host.split("]")[0] + "]" if origin_host.startswith("[") \
+                    else origin_host.rsplit(":", 1)[0]
+                if origin_host not in _LOCAL_NAMES:
+                    return problem(403, "forbidden_origin", f"requests from web pages ({origin}) are refused: "
+                                   "call the local API with curl or a script")
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return problem(404, "not_found", "no such route on the local API; it serves: " + ", ".join(ROUTES))
+        except web.HTTPMethodNotAllowed as error:
+            return problem(405, "method_not_allowed",
+                           f"use {', '.join(sorted(error.allowed_methods))} for {request.path}")
+
+    # ----- trainings ---------------------------------------------------------------------------
+    def _find(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return self.service.store.find(ref)
+        except ValueError:
+            return None
+
+    def _status(self, record: dict[str, Any]) -> dict[str, Any]:
+        if Status.parse(record.get("status")).terminal:
+            return status_view(record)
+        now = utcnow()
+        return status_view(record, self.service.updater.tracker(record["id"]).estimate(now), now=now)
+
+    async def model_status(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        record = self._find(ref)
+        if record is None:
+            return _unknown(ref)
+        return web.json_response(self._status(record))
+
+    async def training_logs(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        try:
+            tail = _int_query(request, "tail", DEFAULT_TAIL)
+            since = _int_query(request, "since", 0)
+        except ValueError as error:
+            return problem(400, "bad_query", str(error))
+        record = self._find(ref)
+        live, live_error = False, None
+        if record is None and "/" not in ref:
+            try:  # not imported yet: Replicate may know it
+                record = (await self.service.refresh(ref, source="sync")).record
+                live = True
+            except NotFoundError:
+                return _unknown(ref)
+            except ReplitrackError as error:
+                return problem(502, "replicate_unavailable", f"training {ref} is not in the local store and "
+                               f"Replicate could not be asked: {error}")
+        if record is None:
+            return _unknown(ref)
+        if not live and not Status.parse(record.get("status")).terminal:
+            try:
+                record = (await self.service.refresh(record["id"])).record or record
+                live = True
+            except ReplitrackError as error:
+                live_error = f"showing the stored state: {error}"
+        view = self._status(record)
+        log = self.service.store.read_log(record["id"])
+        logs = logs_view(record, log, since=since, tail=tail if "since" not in request.query else None)
+        body = {**logs, "progress": view["overall_percent"], "stage": view["stage"],
+                "stage_label": _stage_label(view["stage"]), "step": view["step"],
+                "total_steps": view["total_steps"], "loss": view["loss"], "eta_seconds": view["eta_seconds"],
+                "eta_at": view["eta_at"], "output_version": view["output_version"], "error": view["error"],
+                "fetched_live": live, "live_error": live_error}
+        return web.json_response(body)
+
+    async def sync_completed(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":  # also keeps cross-site form posts out
+            return problem(415, "unsupported_media_type", "send the body with Content-Type: application/json")
+        try:
+            data = json.loads(await request.read() or b"null")
+        except ValueError:
+            return problem(400, "not_json", 'send JSON: {"modelId": "owner/name or training id", '
+                           '"replicateModelVersion": "optional"}')
+        ref = data.get("modelId") if isinstance(data, dict) else None
+        version = data.get("replicateModelVersion") if isinstance(data, dict) else None
+        if not isinstance(ref, str) or not ref.strip():
+            return problem(400, "missing_model_id", '"modelId" is required: a destination owner/name or a '
+                           "Replicate training id")
+        if version is not None and not isinstance(version, str):
+            return problem(400, "bad_version", '"replicateModelVersion" must be a string (owner/name:id or the id)')
+        try:
+            result = await self.service.sync_completed(ref.strip(), version or None)
+        except UnknownTrainingError as error:
+            return problem(404, "unknown_training", str(error))
+        except NotFoundError as error:
+            return problem(404, "not_found_on_replicate", str(error))
+        except ApiError as error:
+            return problem(502, "replicate_error", str(error))
+        except ReplitrackError as error:  # the version does not match the training's output
+            return problem(409, "version_mismatch", str(error))
+        record = result.record or self.service.store.find(ref.strip()) or {}
+        return web.json_response({"ok": True, "id": result.training_id, "outcome": result.outcome,
+                                  "status": self._status(record) if record else None})
+
+    # ----- events ------------------------------------------------------------------------------
+    async def list_events(self, request: web.Request) -> web.Response:
+        try:
+            limit = max(1, min(_int_query(request, "limit", 100), 10_000))
+        except ValueError as error:
+            return problem(400, "bad_query", str(error))
+        events = self.receiver.events.latest(limit, training_id=request.query.get("training") or None,
+                                             verdict=request.query.get("verdict") or None)
+        return web.json_response({"events": [e.summary() for e in events], "count": len(events),
+                                  "kept": len(self.receiver.events)})
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        record = self.receiver.events.get(request.match_info["event_id"])
+        if record is None:
+            return _unknown_event(request.match_info["event_id"])
+        return web.json_response(record.to_dict())
+
+    async def get_event_body(self, request: web.Request) -> web.Response:
+        event_id = request.match_info["event_id"]
+        record = self.receiver.events.get(event_id)
+        if record is None:
+            return _unknown_event(event_id)
+        body = self.receiver.events.read_body(event_id)
+        if body is None:
+            return problem(410, "body_not_kept", f"the body of {event_id} was not kept (too large, or evicted "
+                           "to keep the event log within its bound)")
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    async def replay_event(self, request: web.Request) -> web.Response:
+        event_id = request.match_info["event_id"]
+        record = self.receiver.events.get(event_id)
+        if record is None:
+            return _unknown_event(event_id)
+        body = self.receiver.events.read_body(event_id)
+        if body is None:
+            return problem(409, "body_not_kept", f"cannot replay {event_id}: its body was not kept (too large, "
+                           "or evicted to keep the event log within its bound)")
+        stamp = record.headers.get("webhook-timestamp", "")
+        verify_at = float(stamp) if stamp.isdigit() else None  # as of when it was signed
+        replayed = await self.receiver.receive(body, record.headers, method=record.method, path=record.path,
+                                               replay_of=event_id, verify_at=verify_at)
+        return web.json_response({"replayed": event_id, "event": replayed.summary()})
+
+    async def listener(self, request: web.Request) -> web.Response:
+        return web.json_response(self.listener_status())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"?{name}= must be a whole number, not {raw[:30]!r}") from None
+    if value < 0:
+        raise ValueError(f"?{name}= must not be negative")
+    return value
+
+
+def _stage_label(stage: str | None) -> str | None:
+    if not stage:
+        return None
+    try:
+        from core.logparse import Stage
+
+        return Stage(stage).label
+    except (ImportError, ValueError):
+        return stage
+
+
+def _unknown(ref: str) -> web.Response:
+    return problem(404, "unknown_training", str(UnknownTrainingError(ref)))
+
+
+def _unknown_event(event_id: str) -> web.Response:
+    return problem(404, "unknown_event", f"no event {event_id!r} in the event log (it keeps the newest ones); "
+                   "list them with GET /api/events")
