@@ -257,6 +257,7 @@ async def main() -> None:
         url = f"http://127.0.0.1:{port}/webhooks/replicate"
         await wait_ready(url)
         base = await send_all(url, stream, options.concurrency)
+        base_paced = await send_at_rate(url, paced_stream, options.rate)
         baseline.terminate()
         await baseline.wait()
 
@@ -279,10 +280,14 @@ async def main() -> None:
         if listen.returncode != 0:
             print(f"listen exited with {listen.returncode}: {err.decode()[-2000:]}")
         verdicts: dict[str, int] = {}
+        handling: list[float] = []  # the listener's own time per small webhook, receipt to 2xx
         for line in open(Path(tmp) / "listen.jsonl"):
             data = json.loads(line)
             if data.get("type") == "webhook":
                 verdicts[data["verdict"]] = verdicts.get(data["verdict"], 0) + 1
+                if data.get("duration_ms") is not None and not str(data.get("training_id")).startswith("bigbody"):
+                    handling.append(float(data["duration_ms"]))
+        handling.sort()
         lost, wrong = check_store(home, {**truth, **paced_truth})
 
     ratio = result["per_second"] / base["per_second"]
@@ -294,6 +299,11 @@ async def main() -> None:
           f"verdicts {verdicts}")
     print(f"paced at {options.rate:.0f}/s for {paced['sent'] / options.rate:.0f} s: {paced['per_second']:6.0f} "
           f"webhooks/s accepted   p50 {paced['p50']:6.2f} ms   p99 {paced['p99']:6.2f} ms   5xx {paced['5xx']}")
+    print(f"baseline paced at {options.rate:.0f}/s:   p50 {base_paced['p50']:6.2f} ms   p99 {base_paced['p99']:6.2f} ms"
+          "   (what the sender and loopback alone cost)")
+    if handling:
+        print(f"listener handling time (its own clock, small bodies): p50 {statistics.median(handling):6.2f} ms   "
+              f"p99 {handling[int(len(handling) * 0.99) - 1]:6.2f} ms")
     for size, kind, ms, status in bigs:
         print(f"body {size / 1e6:5.1f} MB ({kind} log): {ms:7.1f} ms  [{status}]")
     print(f"final store vs ground truth: {lost} lost, {wrong} wrong -> {'EQUAL' if lost == wrong == 0 else 'DIFFERENT'}")

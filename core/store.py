@@ -5,11 +5,17 @@ Durability rules:
   the old one, and the directory fsynced. A kill at any moment leaves the old or the new state.
 - Logs never enter the TinyDB file (a long training's log is MBs and TinyDB rewrites the whole
   file on each write): each training's log is a file that only grows by its new suffix.
-- Seen webhook ids go to an append-only file too, so deduplication costs no database rewrite.
-- `commit()` makes everything changed so far durable; concurrent commits share one write
-  (group commit), which is what lets the listener answer 2xx only once an event is on disk.
+- `commit()` makes every change so far durable with ONE append and fsync of a small journal
+  (the changed records, the log suffixes, the seen webhook ids), never a rewrite of the database:
+  that is what lets the listener answer 2xx only once an event is on disk, within milliseconds.
+  Concurrent commits share one write (group commit). When the journal has grown past a few MB,
+  a checkpoint folds it into the TinyDB file (and fsyncs the log files), then empties it.
+- Every journal entry carries a sequence number and the database records the last one it holds,
+  so replaying the journal on open (after a kill) applies exactly what the database lacks; a torn
+  last line was never acknowledged and is skipped.
 - One process writes a store at a time (an exclusive lock on `replitrack.lock`, holding the
-  owner's PID and local API URL); others may open it read-only, since every write is a rename.
+  owner's PID and local API URL); others may open it read-only: they read the journal first, then
+  the database, and replay what is newer, so a checkpoint in between cannot mislead them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,9 @@ from core.errors import StoreError, StoreInUseError, StoreWriteError
 DB_FILE = "replitrack.json"
 LOCK_FILE = "replitrack.lock"
 WEBHOOK_IDS_FILE = "webhook-ids.txt"
+JOURNAL_FILE = "journal.jsonl"  # the active journal; rotated ones are journal-<seq>.jsonl
 LOG_DIR = "logs"
+CHECKPOINT_BYTES = 4 * 1024 * 1024  # journal size that triggers folding it into the database
 SEEN_WEBHOOKS_KEPT = 50_000  # Replicate retries within minutes; this covers days of traffic
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -88,16 +97,27 @@ class Store:
                              "Set REPLITRACK_HOME to a writable directory.") from error
         if not readonly:
             self._acquire_lock()
-        self._storage = _MemoryFirstStorage(self._load())
+        self._log_chars: dict[str, int] = {}
+        self._log_bytes: dict[str, int] = {}
+        self._dirty_logs: set[str] = set()  # appended since the last checkpoint, not yet fsynced
+        self._new_webhook_ids: list[str] = []  # remembered since the last checkpoint
+        self._pending: list[tuple[int, bytes]] = []  # journal lines not yet on disk, with their seq
+        journal = self._read_journal()  # before the database: see the module docstring
+        data = self._load() or {}
+        self._seq = self._durable_seq = int(data.get("meta", {}).get("journal", {}).get("seq", 0))
+        self._seen_webhooks = self._load_webhook_ids()
+        replayed = self._replay(journal, data)
+        self._storage = _MemoryFirstStorage(data)
         self._db = TinyDB(storage=lambda: self._storage)  # type: ignore[arg-type]
         self._db.table_class = _KeyedTable
         self._trainings: _KeyedTable = self._db.table("trainings", cache_size=0)  # type: ignore[assignment]
-        self._seen_webhooks, self._pending_webhooks = self._load_webhook_ids(), []
-        self._other_changes = 0
-        self._db_written = self._durable_version = self._storage.changes
-        self._log_chars: dict[str, int] = {}
-        self._dirty_logs: set[str] = set()
+        self._journal_bytes = len(journal)
         self._commit_lock = asyncio.Lock()
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._checkpoint_io = threading.Lock()  # one checkpoint writes at a time, never an older one last
+        self._db_seq = self._durable_seq
+        if replayed and not readonly:
+            self.flush()  # fold what a killed process left in the journal into the database
 
     # ----- lifecycle and ownership -------------------------------------------------------------
     @property
@@ -192,7 +212,9 @@ class Store:
     def put(self, record: dict[str, Any]) -> None:
         """Store a training record whole (a fresh dict, never shared with the caller)."""
         self._require_writable()
-        self._trainings.put(_check_id(record["id"]), dict(record))
+        document = dict(record)
+        self._trainings.put(_check_id(document["id"]), document)
+        self._journal({"put": document})
 
     def find(self, ref: str) -> dict[str, Any] | None:
         """A training by id, or the latest training of a destination model `owner/name`."""
@@ -237,15 +259,26 @@ class Store:
         if len(logs) <= known:
             return ""
         suffix = logs[known:]
+        data = suffix.encode("utf-8", errors="surrogateescape")
+        at = self._log_size(training_id)
         try:
-            with open(self.log_path(training_id), "a", encoding="utf-8", newline="") as file:
-                file.write(suffix)
+            with open(self.log_path(training_id), "ab") as file:
+                file.write(data)
         except OSError as error:
             raise _write_error(self.log_path(training_id), error) from error
         self._log_chars[training_id] = len(logs)
+        self._log_bytes[training_id] = at + len(data)
         self._dirty_logs.add(training_id)
-        self._other_changes += 1
+        self._journal({"log": training_id, "at": at, "text": suffix})
         return suffix
+
+    def _log_size(self, training_id: str) -> int:
+        if training_id not in self._log_bytes:
+            try:
+                self._log_bytes[training_id] = self.log_path(training_id).stat().st_size
+            except FileNotFoundError:
+                self._log_bytes[training_id] = 0
+        return self._log_bytes[training_id]
 
     # ----- webhook ids -------------------------------------------------------------------------
     def seen_webhook(self, webhook_id: str) -> bool:
@@ -255,66 +288,178 @@ class Store:
         self._require_writable()
         if webhook_id not in self._seen_webhooks:
             self._seen_webhooks.add(webhook_id)
-            self._pending_webhooks.append(webhook_id.replace("\n", " "))
-            self._other_changes += 1
+            self._new_webhook_ids.append(webhook_id)
+            self._journal({"webhook": webhook_id})
 
     # ----- durability --------------------------------------------------------------------------
+    def _journal(self, entry: dict[str, Any]) -> None:
+        self._seq += 1
+        entry["seq"] = self._seq
+        self._pending.append((self._seq, (json.dumps(entry, separators=(",", ":")) + "\n").encode()))
+
     @property
     def dirty(self) -> bool:
-        return self._version() != self._durable_version
-
-    def _version(self) -> int:
-        """Counts every change: database writes, log appends and remembered webhook ids."""
-        return self._storage.changes + self._other_changes
-
-    def flush(self) -> None:
-        """Make every change so far durable, synchronously."""
-        if self.dirty:
-            version, work = self._take_work()
-            self._write(*work)
-            self._durable_version = version
+        return self._seq != self._durable_seq
 
     async def commit(self) -> None:
         """Make every change so far durable. Concurrent callers share one write (group commit)."""
-        wanted = self._version()
+        wanted = self._seq
         async with self._commit_lock:
-            if self._durable_version >= wanted:
+            if self._durable_seq >= wanted:
                 return  # the write that just finished carried this caller's changes too
-            version, work = self._take_work()
+            lines, upto = self._pending, self._seq
+            self._pending = []
             try:
-                await asyncio.to_thread(self._write, *work)
+                written = await asyncio.to_thread(self._append_journal, [line for _, line in lines])
             except StoreWriteError:
-                self._dirty_logs |= work[1]
-                self._pending_webhooks[:0] = work[2]
+                self._pending[:0] = lines
                 raise
-            self._durable_version = version
+            self._journal_bytes += written
+            self._durable_seq = max(self._durable_seq, upto)
+            if self._journal_bytes > CHECKPOINT_BYTES and self._checkpoint_task is None:
+                # Checkpoint in the background: commits go on into a fresh journal meanwhile.
+                self._rotate_journal()
+                self._checkpoint_task = asyncio.create_task(self._background_checkpoint())
 
-    def _take_work(self) -> tuple[int, tuple[dict[str, Any] | None, set[str], list[str]]]:
-        version = self._version()
-        snapshot = None
-        if self._storage.changes != self._db_written:
-            snapshot, self._db_written = self._storage.snapshot(), self._storage.changes
+    async def _background_checkpoint(self) -> None:
+        work = self._take_checkpoint()
+        try:
+            await asyncio.to_thread(self._checkpoint, *work)
+        except StoreWriteError as error:
+            self._undo_checkpoint(work)
+            self.notices.append(str(error))  # the journals still hold everything: nothing is lost
+        finally:
+            self._checkpoint_task = None
+
+    def flush(self) -> None:
+        """Make every change so far durable and fold the journals into the database, synchronously."""
+        if self.dirty or self._journal_bytes or self._rotated_journals():
+            work = self._take_checkpoint()
+            try:
+                self._checkpoint(*work, truncate_active=True)
+            except StoreWriteError:
+                self._undo_checkpoint(work)
+                raise
+            self._durable_seq = max(self._durable_seq, work[0])
+            self._pending = [(s, line) for s, line in self._pending if s > work[0]]
+            self._journal_bytes = 0
+
+    def _take_checkpoint(self) -> tuple[int, dict[str, Any], set[str], list[str]]:
+        """What a checkpoint writes, taken on the event loop so that it is one consistent state."""
+        seq = self._seq
+        snapshot = self._storage.snapshot()
+        snapshot["meta"] = {"journal": {"seq": seq}}
         logs, self._dirty_logs = self._dirty_logs, set()
-        webhook_ids, self._pending_webhooks = self._pending_webhooks, []
-        return version, (snapshot, logs, webhook_ids)
+        ids, self._new_webhook_ids = self._new_webhook_ids, []
+        return seq, snapshot, logs, ids
 
-    def _write(self, snapshot: dict[str, Any] | None, logs: set[str], webhook_ids: list[str]) -> None:
-        for training_id in logs:
-            _fsync_path(self.log_path(training_id))
-        if webhook_ids:
-            self._append_webhook_ids(webhook_ids)
-        if snapshot is not None:
+    def _undo_checkpoint(self, work: tuple[int, dict[str, Any], set[str], list[str]]) -> None:
+        self._dirty_logs |= work[2]
+        self._new_webhook_ids[:0] = work[3]
+
+    def _rotate_journal(self) -> None:
+        active = self.home / JOURNAL_FILE
+        try:
+            os.rename(active, self.home / f"journal-{self._durable_seq:012d}.jsonl")
+        except OSError:
+            return  # keep appending to the active one; the next checkpoint folds it all
+        self._journal_bytes = 0
+
+    def _rotated_journals(self) -> list[Path]:
+        return sorted(self.home.glob("journal-*.jsonl"))
+
+    def _checkpoint(self, seq: int, snapshot: dict[str, Any], logs: set[str], ids: list[str], *,
+                    truncate_active: bool = False) -> None:
+        """File I/O only (it may run in a worker thread): fsync the logs, save the webhook ids and
+        the database, then drop the journals the database now holds."""
+        with self._checkpoint_io:
+            if seq < self._db_seq:
+                return  # a newer checkpoint already wrote a newer database
             try:
-                _atomic_write(self.db_path, json.dumps(snapshot, separators=(",", ":")).encode())
-            except StoreWriteError:
-                self._db_written = -1  # write the database again next time
-                raise
+                for training_id in logs:
+                    _fsync_path(self.log_path(training_id))
+            except OSError as error:
+                raise _write_error(self.home / LOG_DIR, error) from error
+            if ids:
+                self._append_webhook_ids(ids)
+            _atomic_write(self.db_path, json.dumps(snapshot, separators=(",", ":")).encode())
+            self._db_seq = seq
+            for journal in self._rotated_journals():
+                if int(journal.stem.split("-")[1]) <= seq:
+                    journal.unlink(missing_ok=True)
+            if truncate_active:
+                with open(self.home / JOURNAL_FILE, "wb") as file:
+                    os.fsync(file.fileno())
+
+    def _append_journal(self, lines: list[bytes]) -> int:
+        """Runs in a worker thread. Returns the bytes written."""
+        path = self.home / JOURNAL_FILE
+        payload = b"".join(lines)
+        try:
+            with open(path, "ab") as file:
+                file.write(payload)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise _write_error(path, error) from error
+        return len(payload)
+
+    def _read_journal(self) -> bytes:
+        """The rotated journals, oldest first, then the active one."""
+        chunks = []
+        for path in [*self._rotated_journals(), self.home / JOURNAL_FILE]:
+            try:
+                chunks.append(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise StoreError(f"cannot read the journal {path}: {error.strerror}") from error
+            if chunks[-1] and not chunks[-1].endswith(b"\n"):
+                chunks[-1] += b"\n"  # a torn last line stays alone on its line
+        return b"".join(chunks)
+
+    def _replay(self, journal: bytes, data: dict[str, Any]) -> int:
+        """Apply the journal entries newer than the database to `data` (and, when writing, to the
+        log files). Returns how many were applied."""
+        trainings = data.setdefault("trainings", {})
+        applied = 0
+        for line in journal.split(b"\n"):
+            try:
+                entry = json.loads(line)
+                seq = int(entry["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line: never acknowledged
+            if seq <= self._durable_seq:
+                continue
+            if "put" in entry:
+                trainings[entry["put"]["id"]] = entry["put"]
+            elif "webhook" in entry:
+                self._seen_webhooks.add(entry["webhook"])
+                self._new_webhook_ids.append(entry["webhook"])
+            elif "log" in entry and not self.readonly:
+                self._replay_log(entry["log"], int(entry["at"]), entry["text"])
+            self._seq = max(self._seq, seq)
+            applied += 1
+        self._durable_seq = self._seq
+        return applied
+
+    def _replay_log(self, training_id: str, at: int, text: str) -> None:
+        path = self.log_path(training_id)
+        data = text.encode("utf-8", errors="surrogateescape")
+        size = path.stat().st_size if path.exists() else 0
+        if size >= at + len(data) or size < at:
+            return  # already there (or a gap that cannot be mended from here)
+        with open(path, "r+b" if path.exists() else "wb") as file:
+            file.truncate(at)
+            file.seek(at)
+            file.write(data)
+        self._dirty_logs.add(training_id)
 
     def _append_webhook_ids(self, webhook_ids: list[str]) -> None:
         path = self.home / WEBHOOK_IDS_FILE
         try:
             with open(path, "a", encoding="utf-8") as file:
-                file.write("".join(f"{i}\n" for i in webhook_ids))
+                file.write("".join(f"{i.replace(chr(10), ' ')}\n" for i in webhook_ids))
                 file.flush()
                 os.fsync(file.fileno())
             if path.stat().st_size > SEEN_WEBHOOKS_KEPT * 80:  # compact: keep only the newest ids

@@ -66,6 +66,50 @@ def test_logs_never_enter_the_database(isolated_home: Path) -> None:
     assert "distinctive" not in (isolated_home / DB_FILE).read_text()
 
 
+def test_checkpoint_folds_the_journal_into_the_database(isolated_home: Path, monkeypatch) -> None:
+    import core.store
+
+    monkeypatch.setattr(core.store, "CHECKPOINT_BYTES", 2_000)
+    journal = isolated_home / core.store.JOURNAL_FILE
+
+    async def fill() -> None:
+        store = Store()
+        for i in range(20):
+            store.put(record(f"t{i}", input={"pad": "x" * 200}))
+            store.extend_log("t0", store.read_log("t0") + f"line {i}\n")
+            await store.commit()
+            if store._checkpoint_task:
+                await store._checkpoint_task
+        assert journal.stat().st_size < 2_000 + 400  # a fresh journal after each checkpoint
+        assert not list(isolated_home.glob("journal-*.jsonl"))  # folded ones are deleted
+        os.close(store._lock_fd)  # a crash: no close(), no final flush
+
+    asyncio.run(fill())
+    on_disk = json.loads((isolated_home / DB_FILE).read_text())
+    assert 10 <= len(on_disk["trainings"]) < 20 and on_disk["meta"]["journal"]["seq"] > 0
+    with Store() as reopened:  # the rest comes back from the journal
+        assert len(reopened.trainings()) == 20
+        assert reopened.read_log("t0") == "".join(f"line {i}\n" for i in range(20))
+    assert journal.stat().st_size == 0
+
+
+def test_replay_restores_a_log_suffix_lost_with_the_page_cache(isolated_home: Path) -> None:
+    async def write() -> None:
+        store = Store()
+        store.extend_log("abc", "one\n")
+        store.flush()
+        store.extend_log("abc", "one\ntwo\n")
+        await store.commit()
+        os.close(store._lock_fd)
+
+    asyncio.run(write())
+    log = isolated_home / "logs" / "abc.log"
+    with open(log, "r+b") as file:  # what a power loss would do to an unsynced append
+        file.truncate(len(b"one\n"))
+    with Store() as reopened:
+        assert reopened.read_log("abc") == "one\ntwo\n"
+
+
 def test_webhook_ids_survive_restart(isolated_home: Path) -> None:
     with Store() as store:
         store.remember_webhook("msg_1")
@@ -82,14 +126,14 @@ def test_invalid_training_id_is_refused(isolated_home: Path) -> None:
 async def test_group_commit_makes_concurrent_changes_durable(isolated_home: Path) -> None:
     store = Store()
     writes = 0
-    original = store._write
+    original = store._append_journal
 
-    def counting_write(*work: object) -> None:
+    def counting_write(*work: object) -> int:
         nonlocal writes
         writes += 1
-        original(*work)
+        return original(*work)
 
-    store._write = counting_write  # type: ignore[method-assign]
+    store._append_journal = counting_write  # type: ignore[method-assign]
 
     async def change(i: int) -> None:
         store.put(record(f"t{i}", overall_percent=float(i)))
@@ -99,8 +143,9 @@ async def test_group_commit_makes_concurrent_changes_durable(isolated_home: Path
     await asyncio.gather(*(change(i) for i in range(50)))
     assert not store.dirty
     assert writes < 50  # commits that arrived during a write shared the next one
-    on_disk = json.loads((isolated_home / DB_FILE).read_text())["trainings"]
-    assert len(on_disk) == 50
+    assert not (isolated_home / DB_FILE).exists()  # a commit appends to the journal only
+    with Store(readonly=True) as reader:  # what is on disk now: the journal replayed
+        assert len(reader.trainings()) == 50 and reader.seen_webhook("msg_49")
     store.close()
 
 
@@ -173,7 +218,10 @@ def test_a_failed_write_keeps_the_old_file_and_says_why(isolated_home: Path) -> 
 
 WRITER = textwrap.dedent("""
     import asyncio, sys
+    import core.store
     from core.store import Store
+
+    core.store.CHECKPOINT_BYTES = 20_000  # checkpoints (and journal rotations) happen during the run
 
     async def main():
         store = Store()
@@ -190,7 +238,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_after", [5, 40, 120])
+@pytest.mark.parametrize("kill_after", [5, 40, 120, 300])
 def test_kill_9_during_writes_loses_nothing_acknowledged(isolated_home: Path, kill_after: int) -> None:
     writer = subprocess.Popen([sys.executable, "-c", WRITER], cwd=ROOT, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "REPLITRACK_HOME": str(isolated_home)})
