@@ -71,16 +71,15 @@ async def test_sync_completed_validates_its_body(isolated_home: Path) -> None:
 
 async def test_events_are_listed_inspected_and_replayed(isolated_home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = core.store._atomic_write
-
-    def disk_full(path: Path, payload: bytes) -> None:
-        raise core.store._write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+    def disk_full(self: core.store.Store, lines: list[bytes]) -> int:
+        raise core.store._write_error(self.home / core.store.JOURNAL_FILE,
+                                      OSError(errno.ENOSPC, "No space left on device"))
 
     async with running_listener() as listener:
-        monkeypatch.setattr(core.store, "_atomic_write", disk_full)
-        body, headers = signed(training("succeeded", bars(100, 1000)), "msg_lost")
-        assert (await post(f"{listener.public_bind_url}/webhooks/replicate", body, headers))[0] == 503
-        monkeypatch.setattr(core.store, "_atomic_write", real_write)
+        with monkeypatch.context() as patch:  # a commit appends to the journal: make that fail
+            patch.setattr(core.store.Store, "_append_journal", disk_full)
+            body, headers = signed(training("succeeded", bars(100, 1000)), "msg_lost")
+            assert (await post(f"{listener.public_bind_url}/webhooks/replicate", body, headers))[0] == 503
 
         code, listing = await get(f"{listener.local_url}/api/events")
         assert code == 200 and listing["count"] == 1

@@ -30,9 +30,9 @@ async def test_a_signed_webhook_is_saved_before_the_200(isolated_home: Path) -> 
         status, data, ctype = await post(hook_url(listener), body, headers)
         assert status == 200 and ctype.startswith("application/json")
         assert data["outcome"] == "created" and data["training_id"] == TID and data["event"] == "logs"
-        # Durable at the moment of the answer: the file on disk already has it.
-        on_disk = json.loads((isolated_home / "replitrack.json").read_text())["trainings"]
-        assert on_disk[TID]["status"] == "processing" and on_disk[TID]["stage"] == "training"
+        # Durable at the moment of the answer: what is on disk (the store's journal) already has it.
+        with Store(readonly=True) as on_disk:
+            assert on_disk.get(TID)["status"] == "processing" and on_disk.get(TID)["stage"] == "training"
         assert (isolated_home / "logs" / f"{TID}.log").read_text() == bars(100)
         assert [(r.verdict, r.training_id, r.http_status) for r in seen] == [("accepted", TID, 200)]
         assert listener.status.accepted == 1 and listener.status.rejected == 0
@@ -195,17 +195,16 @@ async def test_the_secret_comes_from_the_environment(isolated_home: Path, monkey
 
 async def test_a_full_disk_answers_503_so_the_sender_retries(isolated_home: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = core.store._atomic_write
-
-    def disk_full(path: Path, payload: bytes) -> None:
-        raise core.store._write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+    def disk_full(self: Store, lines: list[bytes]) -> int:
+        raise core.store._write_error(self.home / core.store.JOURNAL_FILE,
+                                      OSError(errno.ENOSPC, "No space left on device"))
 
     async with running_listener() as listener:
-        monkeypatch.setattr(core.store, "_atomic_write", disk_full)
-        body, headers = signed(training("succeeded", bars(100, 1000)), "msg_final")
-        status, data, _ = await post(hook_url(listener), body, headers)
-        assert status == 503 and "could not save" in data["detail"] and "disk is full" in data["detail"]
-        monkeypatch.setattr(core.store, "_atomic_write", real_write)
+        with monkeypatch.context() as patch:  # a commit appends to the journal: make that fail
+            patch.setattr(Store, "_append_journal", disk_full)
+            body, headers = signed(training("succeeded", bars(100, 1000)), "msg_final")
+            status, data, _ = await post(hook_url(listener), body, headers)
+            assert status == 503 and "could not save" in data["detail"] and "disk is full" in data["detail"]
         # Replicate retries the terminal webhook with the same id: now it is saved and answered 200.
         status, data, _ = await post(hook_url(listener), body, headers)
         assert status == 200
