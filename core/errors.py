@@ -36,7 +36,7 @@ class StoreWriteError(StoreError):
 class BadArgumentError(ReplitrackError):
     """A value given to replitrack is unusable before anything is sent (bad id, name, file)."""
 
-    exit_code = 2
+    exit_code = 64  # sysexits' EX_USAGE, as for a bad command line: 2 means "canceled" to scripts
 
 
 class ApiError(ReplitrackError):

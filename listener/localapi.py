@@ -12,6 +12,12 @@ meaning its latest training):
   GET  /api/events/{id}/body                 the raw body as received
   POST /api/events/{id}/replay               run the recorded webhook through the receiver again
   GET  /api/listener                         tunnel state, counts, URLs, secret source
+  POST /api/trainings                        {"trainer", "version"?, "destination", "input", "webhook"?}:
+                                             start a training here (the tunnel's webhook by default)
+  POST /api/trainings/{ref}/retry            a new training with the same trainer, destination, inputs
+  POST /api/trainings/{ref}/cancel           cancel a running training
+  POST /api/import                           import every training of the account
+The actions are how `replitrack train/retry/cancel/import` act when this instance owns the store.
 """
 
 from __future__ import annotations
@@ -34,7 +40,21 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 ROUTES = ("GET /api/models/{id}/status", "GET /api/replicate/training-logs/{id}",
           "POST /api/replicate/sync-completed", "GET /api/events", "GET /api/events/{id}",
-          "GET /api/events/{id}/body", "POST /api/events/{id}/replay", "GET /api/listener")
+          "GET /api/events/{id}/body", "POST /api/events/{id}/replay", "GET /api/listener",
+          "POST /api/trainings", "POST /api/trainings/{id}/retry", "POST /api/trainings/{id}/cancel",
+          "POST /api/import")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the problem answer to send instead. Requiring the JSON content
+    type also keeps cross-site form posts out."""
+    if request.content_type != "application/json":
+        return problem(415, "unsupported_media_type", "send the body with Content-Type: application/json")
+    try:
+        data = json.loads(await request.read() or b"null")
+    except ValueError:
+        return problem(400, "not_json", "the body is not JSON")
+    return data if isinstance(data, dict) else problem(400, "not_an_object", "send a JSON object")
 
 
 def is_loopback(host: str) -> bool:
@@ -66,6 +86,10 @@ class LocalApi:
         add.add_post("/api/events/{event_id}/replay", self.replay_event)
         add.add_get("/api/listener", self.listener)
         add.add_get("/api/health", self.health)
+        add.add_post("/api/trainings", self.start_training)
+        add.add_post("/api/trainings/{ref:.+}/retry", self.retry_training)
+        add.add_post("/api/trainings/{ref:.+}/cancel", self.cancel_training)
+        add.add_post("/api/import", self.import_all)
         return app
 
     @web.middleware
@@ -151,15 +175,10 @@ class LocalApi:
         return web.json_response(body)
 
     async def sync_completed(self, request: web.Request) -> web.Response:
-        if request.content_type != "application/json":  # also keeps cross-site form posts out
-            return problem(415, "unsupported_media_type", "send the body with Content-Type: application/json")
-        try:
-            data = json.loads(await request.read() or b"null")
-        except ValueError:
-            return problem(400, "not_json", 'send JSON: {"modelId": "owner/name or training id", '
-                           '"replicateModelVersion": "optional"}')
-        ref = data.get("modelId") if isinstance(data, dict) else None
-        version = data.get("replicateModelVersion") if isinstance(data, dict) else None
+        data = await _json_body(request)
+        if isinstance(data, web.Response):
+            return data
+        ref, version = data.get("modelId"), data.get("replicateModelVersion")
         if not isinstance(ref, str) or not ref.strip():
             return problem(400, "missing_model_id", '"modelId" is required: a destination owner/name or a '
                            "Replicate training id")
@@ -178,6 +197,58 @@ class LocalApi:
         record = result.record or self.service.store.find(ref.strip()) or {}
         return web.json_response({"ok": True, "id": result.training_id, "outcome": result.outcome,
                                   "status": self._status(record) if record else None})
+
+    # ----- actions -----------------------------------------------------------------------------
+    async def start_training(self, request: web.Request) -> web.Response:
+        data = await _json_body(request)
+        if isinstance(data, web.Response):
+            return data
+        trainer, destination = data.get("trainer"), data.get("destination")
+        inputs, version, webhook = data.get("input") or {}, data.get("version"), data.get("webhook")
+        if not (isinstance(trainer, str) and isinstance(destination, str) and isinstance(inputs, dict)):
+            return problem(400, "bad_training", 'send {"trainer": "owner/name", "destination": "owner/name", '
+                           '"input": {...}} (and optionally "version", "webhook")')
+        return await self._act(lambda: self.service.start(trainer, destination, inputs, version=version or None,
+                                                          webhook=webhook or None), status=201)
+
+    async def retry_training(self, request: web.Request) -> web.Response:
+        record = self._find(request.match_info["ref"])
+        if record is None:
+            return _unknown(request.match_info["ref"])
+        return await self._act(lambda: self.service.retry(record["id"]), status=201)
+
+    async def cancel_training(self, request: web.Request) -> web.Response:
+        record = self._find(request.match_info["ref"])
+        if record is None:
+            return _unknown(request.match_info["ref"])
+        return await self._act(lambda: self.service.cancel(record["id"]))
+
+    async def _act(self, action: Callable[[], Awaitable[Any]], *, status: int = 200) -> web.Response:
+        try:
+            result = await action()
+        except NotFoundError as error:
+            return problem(404, "not_found_on_replicate", str(error))
+        except ApiError as error:
+            return problem(error.status if error.status in (400, 401, 422, 429) else 502, "replicate_error", str(error))
+        except ReplitrackError as error:
+            return problem(409, "refused", str(error))
+        record = result.record or self.service.store.get(result.training_id) or {"id": result.training_id}
+        return web.json_response(self._status(record), status=status)
+
+    async def import_all(self, request: web.Request) -> web.Response:
+        pages = 0
+
+        def on_page(done: int, count: int) -> None:
+            nonlocal pages
+            pages = done
+
+        try:
+            imported = await self.service.import_all(on_page)
+        except ApiError as error:
+            return problem(502, "replicate_error", str(error))
+        except ReplitrackError as error:
+            return problem(409, "refused", str(error))
+        return web.json_response({"imported": imported, "pages": pages, "stored": len(self.service.store)})
 
     # ----- events ------------------------------------------------------------------------------
     async def list_events(self, request: web.Request) -> web.Response:

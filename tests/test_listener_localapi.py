@@ -156,3 +156,34 @@ async def test_sync_completed_and_live_logs_against_replicate(isolated_home: Pat
         assert data["status"]["output_version"] == version
         code, data = await get(f"{listener.local_url}/api/replicate/training-logs/nosuchtraining123")
         assert code == 404
+
+
+async def test_start_retry_cancel_and_import_act_through_the_owner(isolated_home: Path, simulator) -> None:
+    simulator.add_model("demo-user/my-lora")
+    await simulator.create_training("ostris/flux-dev-lora-trainer", "demo-user/my-lora",
+                                    {"input_images": "https://example.invalid/a.zip", "steps": 50})
+    json_headers = {"content-type": "application/json"}
+    async with running_listener(base_url=simulator.base_url, token=simulator.token) as listener:
+        api = listener.local_url
+        code, data, _ = await post(f"{api}/api/import", b"", json_headers)
+        assert code == 200 and data["imported"] == 1 and data["stored"] == 1
+
+        start = {"trainer": "ostris/flux-dev-lora-trainer", "destination": "demo-user/my-lora",
+                 "input": {"input_images": "https://example.invalid/a.zip", "steps": 50}}
+        code, started, _ = await post(f"{api}/api/trainings", json.dumps(start).encode(), json_headers)
+        assert code == 201 and started["status"] == "starting", started
+        assert listener.service.store.get(started["id"])["destination"] == "demo-user/my-lora"
+
+        code, canceled, _ = await post(f"{api}/api/trainings/{started['id']}/cancel", b"", {})
+        assert code == 200 and canceled["status"] == "canceled"
+        code, retried, _ = await post(f"{api}/api/trainings/{started['id']}/retry", b"", {})
+        assert code == 201 and retried["id"] != started["id"]
+        assert retried["destination"] == "demo-user/my-lora" and retried["input"]["steps"] == 50
+
+        bad = dict(start, destination="demo-user/missing")
+        code, refused, _ = await post(f"{api}/api/trainings", json.dumps(bad).encode(), json_headers)
+        assert code == 404 and "create it first" in refused["detail"]
+        code, refused, _ = await post(f"{api}/api/trainings", b"trainer=x", {"content-type": "text/plain"})
+        assert code == 415
+        code, refused, _ = await post(f"{api}/api/trainings/nosuchtraining/retry", b"", {})
+        assert code == 404

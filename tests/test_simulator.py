@@ -672,7 +672,7 @@ def test_the_sim_command_explains_bad_options(monkeypatch: pytest.MonkeyPatch, c
 def test_the_sim_command_rejects_a_bad_speed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         run_cli(monkeypatch, "--speed", "0")
-    assert exited.value.code == 2 and "greater than 0" in capsys.readouterr().err
+    assert exited.value.code == 64 and "greater than 0" in capsys.readouterr().err
 
 
 def test_the_sim_help_names_every_scenario() -> None:

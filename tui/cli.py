@@ -16,6 +16,22 @@ from core.errors import ReplitrackError
 
 # The order here is the order of `replitrack --help`.
 COMMAND_MODULES: list[str] = [
+    "demo",
+    "track",
+    "list",
+    "import_cmd",
+    "status",
+    "logs",
+    "progress",
+    "watch",
+    "sync",
+    "train",
+    "cancel",
+    "retry",
+    "events",
+    "config",
+    "listen",
+    "sim",
 ]
 
 
@@ -24,9 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replitrack",
         description="Follow your Replicate trainings live: progress, stage, ETA, logs, loss curve.",
     )
+    # `replitrack` alone opens the app, so the app's options work without a subcommand too.
+    importlib.import_module("tui.commands.track").add_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"tui.commands.{name}").register(commands)
+    from tui.commands._common import use_usage_exit
+
+    for each in (parser, *commands.choices.values()):
+        use_usage_exit(each)  # a usage error exits 64 everywhere: 2 means "canceled" to scripts
     return parser
 
 
@@ -34,9 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)
-    if run is None:
-        parser.print_help()
-        return 0
+    if run is None:  # no subcommand: open the app (sign-in first when there is no token)
+        run = importlib.import_module("tui.commands.track").run
     try:
         return int(run(args) or 0)
     except ReplitrackError as error:

@@ -1,0 +1,364 @@
+"""How the app feels: first paint, the longest frame while a huge log streams, webhook → screen.
+
+1. First paint of `replitrack demo`, and of `replitrack` with 10,000 trainings in the store, in a
+   real pseudo-terminal (interpreter start and imports included): seconds until the list's caption
+   is on the terminal. Baseline, same harness and run: a minimal Textual app that paints one line.
+2. Longest frame while a 1,000,000-line flux log streams into the open detail screen through the
+   real Updater (parse, store append, live log, chart): the event loop's longest stall, measured
+   by a 2 ms ticker. Baseline: the same ticker on the idle detail screen.
+3. Webhook arrival → new percent on screen: signed webhooks POSTed to the real listener; from
+   just before the POST to the first repaint after the models table shows the new percent.
+   Baseline: the round trip of a POST the listener rejects (bad signature).
+
+    uv run python bench/tui.py [--lines 1000000] [--webhooks 200] [--skip-paint]
+
+Targets: first paint <= 1 s (demo), <= 1.5 s (10,000 trainings); no frame over 50 ms while
+streaming; webhook → percent on screen <= 50 ms p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MINIMAL_APP = """
+from textual.app import App
+from textual.widgets import Static
+class Hello(App):
+    def compose(self):
+        yield Static("sorted by nothing: hello")
+Hello().run()
+"""
+
+
+# ----- 1. first paint -----------------------------------------------------------------------------
+def first_paint(argv: list[str], marker: bytes, env: dict[str, str], timeout: float = 30.0) -> float:
+    """Seconds from spawn until `marker` appears on a 120×36 pseudo-terminal; then quit the app."""
+    main, child = pty.openpty()
+    os.set_blocking(main, False)
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env, cwd=ROOT,
+                               start_new_session=True)
+    os.close(child)
+    seen = b""
+    elapsed = None
+    try:
+        while time.perf_counter() - start < timeout:
+            ready, _, _ = select.select([main], [], [], 0.01)
+            if ready:
+                try:
+                    seen += os.read(main, 1 << 16)
+                except OSError:
+                    break
+                if marker in seen:
+                    elapsed = time.perf_counter() - start
+                    break
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        os.close(main)
+    if elapsed is None:
+        raise SystemExit(f"{' '.join(argv)} never painted {marker!r}; output ended with {seen[-300:]!r}")
+    return elapsed
+
+
+def bench_first_paint(runs: int) -> None:
+    from core.store import Store
+    from tui.sample_data import bulk_records
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLICATE_", "NGROK"))}
+    base_env.update(TERM="xterm-256color", COLUMNS="120", LINES="36")
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "big"
+        store = Store(home)
+        for record in bulk_records(10_000):
+            store.put(record)
+        store.flush()
+        store.close()
+        live_env = dict(base_env, REPLITRACK_HOME=str(home), REPLICATE_API_TOKEN="r8_bench" + "0" * 32,
+                        REPLICATE_BASE_URL="http://127.0.0.1:9")  # nothing listens there: offline
+        cases = [
+            ("baseline: minimal Textual app", [python, "-c", MINIMAL_APP], b"hello", base_env),
+            ("replitrack demo (first paint)", [python, "-m", "tui.cli", "demo"], b"DEMO",
+             dict(base_env, REPLITRACK_HOME=str(Path(tmp) / "demo1"))),
+            ("replitrack demo (its trainings listed)", [python, "-m", "tui.cli", "demo"], b"sorted by",
+             dict(base_env, REPLITRACK_HOME=str(Path(tmp) / "demo2"))),
+            ("replitrack, 10,000 trainings", [python, "-m", "tui.cli", "--no-tunnel"], b"10000 trainings", live_env),
+        ]
+        results: dict[str, float] = {}
+        for name, argv, marker, env in cases:
+            times = [first_paint(argv, marker, env) for _ in range(runs)]
+            results[name] = statistics.median(times)
+        baseline = results[cases[0][0]]
+        print(f"first paint (median of {runs}, 120×36 pty):")
+        for name, seconds in results.items():
+            print(f"  {name:40s} {seconds * 1000:7.0f} ms   ×{seconds / baseline:.2f} baseline")
+
+
+# ----- helpers for the in-process benches -----------------------------------------------------------
+class StallMeter:
+    """The event loop's longest stall: a ticker asks for 2 ms sleeps and records the overshoot."""
+
+    def __init__(self) -> None:
+        self.stalls: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.002)
+            self.stalls.append(loop.time() - before - 0.002)
+
+    def start(self) -> None:
+        self.stalls.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        return sorted(self.stalls)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# ----- 2. longest frame while a 1,000,000-line log streams ----------------------------------------
+class Timed:
+    """Wraps methods to record how long each call took (seconds), by name."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[float]] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        calls = self.calls.setdefault(label, [])
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                calls.append(time.perf_counter() - started)
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+
+
+async def bench_streaming(lines: int) -> None:
+    """Frames: a frame is one compositor update (what Textual does to put changes on screen);
+    the log flush and the detail refresh that precede it are timed too. Ingestion (the Updater
+    parsing the cumulative log) and the bench's own cost of slicing a 100 MB string per webhook
+    run on the same loop and show up in the loop stall, reported separately."""
+    from textual._compositor import Compositor
+
+    from core.client import ReplicateClient
+    from core.service import TrainingService
+    from core.store import Store
+    from core.synthlog import flux_lines
+    from core.updates import Updater
+    from tui.app import create_app
+    from tui.screens.detail import DetailScreen
+    from tui.widgets.chart import LossChart
+    from tui.widgets.live_log import LiveLog
+
+    steps = max(10, lines - 120)  # the set-up lines of a flux log, then one line per step
+    print(f"building a {lines:,}-line flux log…", flush=True)
+    text = "".join(line.text + "\n" for line in flux_lines(steps, images=4, save_every=0))
+    ends, at = [], text.find("\n")
+    while at != -1:
+        ends.append(at + 1)
+        at = text.find("\n", at + 1)
+    total_lines = len(ends)
+    timed = Timed()
+    with tempfile.TemporaryDirectory() as home:
+        store = Store(Path(home))
+        service = TrainingService(store, ReplicateClient(token="r8_bench", base_url="http://127.0.0.1:9"))
+        tid = "benchstream000000000000000"
+        body: dict[str, Any] = {"id": tid, "model": "ostris/flux-dev-lora-trainer", "status": "processing",
+                                "destination": "bench/stream", "input": {"steps": steps},
+                                "created_at": "2026-11-24T09:00:00Z", "started_at": "2026-11-24T09:00:05Z",
+                                "logs": ""}
+        service.updater.apply(body, source="webhook", webhook_id="w0")
+        app = create_app(service, poll=False)
+        meter = StallMeter()
+        slicing: list[float] = []
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.open_detail(tid)
+            await pilot.pause(0.5)
+            meter.start()
+            await asyncio.sleep(1.0)
+            idle = await meter.stop()
+            timed.wrap(Compositor, "render_update", "frame (compositor update)")
+            timed.wrap(LiveLog, "flush", "live log flush")
+            timed.wrap(DetailScreen, "refresh_all", "detail refresh")
+            timed.wrap(LossChart, "render", "chart redraw (in a frame)")
+            timed.wrap(Updater, "apply", "ingest (Updater.apply)")
+            chunk_lines = max(1, total_lines // 200)  # 200 webhooks every 20 ms
+            meter.start()
+            started = time.perf_counter()
+            sent = index = 0
+            while sent < total_lines:
+                sent = min(total_lines, sent + chunk_lines)
+                index += 1
+                cut = time.perf_counter()
+                logs = text[:ends[sent - 1]]
+                slicing.append(time.perf_counter() - cut)
+                service.updater.apply({**body, "logs": logs}, source="webhook", webhook_id=f"w{index}")
+                del logs
+                await asyncio.sleep(0.02)
+            log_widget = app.screen.query_one(LiveLog)
+            await pilot.pause(0.3)
+            streaming = await meter.stop()
+            seconds = time.perf_counter() - started
+            shown = log_widget.lines[-1] if log_widget.lines else ""
+            timed.restore()
+        store.close()
+    print(f"streaming {total_lines:,} lines in {index} webhooks of {chunk_lines:,} lines over {seconds:.1f} s "
+          f"({total_lines / seconds:,.0f} lines/s); last line on screen: {shown[:50]!r}")
+    for label, calls in timed.calls.items():
+        print(f"  {label:28s} n={len(calls):5d}  max {max(calls) * 1000:6.1f} ms   p99 {pct(calls, 0.99) * 1000:6.1f} ms"
+              f"   p50 {pct(calls, 0.5) * 1000:5.1f} ms")
+    print(f"  {'bench: slicing the log':28s} n={len(slicing):5d}  max {max(slicing) * 1000:6.1f} ms")
+    print(f"  loop stall while idle       max {max(idle) * 1000:6.1f} ms   p99 {pct(idle, 0.99) * 1000:5.1f} ms")
+    print(f"  loop stall while streaming  max {max(streaming) * 1000:6.1f} ms   p99 {pct(streaming, 0.99) * 1000:5.1f} ms"
+          f"   (includes ingestion and slicing)")
+    frames = timed.calls["frame (compositor update)"]
+    print(f"  longest frame {max(frames) * 1000:.1f} ms = ×{max(frames) / max(max(idle), 1e-4):.2f} the idle loop's "
+          "longest stall")
+
+
+# ----- 3. webhook → percent on screen ---------------------------------------------------------------
+async def bench_webhook_latency(count: int) -> None:
+    import httpx
+
+    from core.client import ReplicateClient
+    from core.service import TrainingService
+    from core.store import Store
+    from core.webhooks import sign_webhook
+    from listener.service import Listener
+    from listener.tunnel import TunnelConfig
+    from tui.app import create_app
+    from tui.runtime import free_port
+    from tui.screens.models import ModelsScreen
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    bar = ("flux_train_replicate: {p:3d}%|#####     | {s}/{t} [01:00<01:00,  1.05it/s, "
+           "lr: 4.0e-04 loss: 3.0e-01]\n")
+    steps = count * 10
+    with tempfile.TemporaryDirectory() as home:
+        store = Store(Path(home))
+        client = ReplicateClient(token="r8_bench", base_url="http://127.0.0.1:9")
+        service = TrainingService(store, client)
+        port = free_port()
+        listener = Listener(service, secret=secret, public_port=port,
+                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"))
+        await listener.start()
+        tid = "benchhook00000000000000000"
+        base: dict[str, Any] = {"id": tid, "model": "ostris/flux-dev-lora-trainer", "version": "v",
+                                "status": "processing", "input": {"steps": steps}, "destination": "bench/hook",
+                                "created_at": "2026-11-24T09:00:00Z", "started_at": "2026-11-24T09:00:05Z",
+                                "urls": {}, "error": None, "output": None, "metrics": {}}
+        app = create_app(service, listener=listener, poll=False)
+        latencies: list[float] = []
+        baseline: list[float] = []
+        async with app.run_test(size=(120, 36)) as pilot, httpx.AsyncClient() as http:
+            url = listener.webhook_url
+            logs = "Starting train job\n"
+
+            async def post(body: bytes, msg: str, good: bool = True) -> int:
+                headers = sign_webhook(body, secret, msg, int(time.time()))
+                if not good:
+                    headers["webhook-signature"] = "v1,AAAA" + headers["webhook-signature"][7:]
+                response = await http.post(url, content=body, headers={**headers, "content-type": "application/json"})
+                return response.status_code
+
+            await post(json.dumps({**base, "logs": logs}).encode(), "m-first")
+            await pilot.pause(0.3)
+            screen = app.screen
+            assert isinstance(screen, ModelsScreen)
+            table = screen.query_one("#models-table")
+            for index in range(1, count + 1):
+                step = index * 10
+                percent = round(10 + 0.85 * step / steps * 100)
+                logs += "".join(bar.format(p=s * 100 // steps, s=s, t=steps) for s in range(step - 9, step + 1))
+                body = json.dumps({**base, "logs": logs}).encode()
+                painted = asyncio.get_running_loop().create_future()
+
+                def check() -> None:
+                    if f"{percent:3.0f}%" in str(table.get_cell(tid, "progress")) and not painted.done():
+                        app.call_after_refresh(lambda: painted.done() or painted.set_result(time.perf_counter()))
+
+                unsubscribe = app.trainings_changed.subscribe(screen, lambda _: check())
+                started = time.perf_counter()
+                status = await post(body, f"m{index}")
+                try:
+                    done = await asyncio.wait_for(painted, 2.0)
+                except asyncio.TimeoutError:
+                    raise SystemExit(f"webhook {index} (status {status}) never showed {percent}% on screen")
+                latencies.append(done - started)
+                del unsubscribe
+                started = time.perf_counter()
+                await post(body, f"bad{index}", good=False)
+                baseline.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+        await listener.stop()
+        await client.aclose()
+        store.close()
+    print(f"webhook → new percent on screen ({count} webhooks, flux log growing to {steps:,} steps):")
+    print(f"  p50 {pct(latencies, 0.5) * 1000:6.1f} ms   p99 {pct(latencies, 0.99) * 1000:6.1f} ms   "
+          f"max {max(latencies) * 1000:6.1f} ms")
+    print(f"  baseline (rejected POST round trip) p50 {pct(baseline, 0.5) * 1000:6.1f} ms   "
+          f"p99 {pct(baseline, 0.99) * 1000:6.1f} ms   ratio p99 ×{pct(latencies, 0.99) / pct(baseline, 0.99):.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--webhooks", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3, help="first-paint runs per case (median)")
+    parser.add_argument("--skip-paint", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_paint:
+        bench_first_paint(args.runs)
+    asyncio.run(bench_webhook_latency(args.webhooks))
+    asyncio.run(bench_streaming(args.lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Screenshots for the README: the real app in demo mode (simulated Replicate, real webhooks),
+driven like a person would at 120×36, one SVG per screen, written next to this script.
+
+    uv run python screenshots/make_screenshots.py [--speed 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tui.app import ReplitrackApp, create_app  # noqa: E402
+from tui.runtime import start_demo  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+SIZE = (120, 36)
+
+
+async def until(pilot: Any, condition: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {what} after {timeout:.0f} s")
+        await pilot.pause(0.2)
+
+
+def find(app: ReplitrackApp, predicate: Callable[[dict[str, Any]], bool]) -> str | None:
+    return next((tid for tid, view in app.records.items() if predicate(view)), None)
+
+
+async def shoot(app: ReplitrackApp, pilot: Any, name: str) -> None:
+    await pilot.pause(0.6)  # let the screen switch, the log flush and the chart draw
+    app.save_screenshot(f"{name}.svg", str(OUT))
+    print(f"wrote {OUT / (name + '.svg')}")
+
+
+async def main(speed: float) -> None:
+    os.environ.setdefault("REPLITRACK_HOME", tempfile.mkdtemp(prefix="replitrack-shots-"))
+    parts = await start_demo(speed=speed, seed=0)
+    try:
+        app = create_app(parts.service, listener=parts.listener, simulator=parts.simulator, mode="demo")
+        async with app.run_test(size=SIZE) as pilot:
+            def flux_running(view: dict[str, Any]) -> bool:
+                return (view.get("status") == "processing" and "flux" in str(view.get("trainer"))
+                        and (view.get("step") or 0) > 150)
+
+            await until(pilot, lambda: find(app, flux_running), 180, "a flux training past step 150")
+            await shoot(app, pilot, "models")
+            running = find(app, flux_running)
+            app.open_detail(running or "")
+            await shoot(app, pilot, "detail-running")
+            await pilot.press("h")
+            await pilot.pause(0.3)
+            await pilot.press("slash", *"loss", "enter")
+            await shoot(app, pilot, "full-log-search")
+            await pilot.press("escape", "escape")
+            await until(pilot, lambda: find(app, lambda v: v.get("status") == "failed" and v.get("error")),
+                        240, "the failing training to fail")
+            app.pop_screen()
+            app.open_detail(find(app, lambda v: v.get("status") == "failed") or "")
+            await shoot(app, pilot, "detail-failed")
+            app.pop_screen()
+            app.open_detail(find(app, lambda v: v.get("status") == "succeeded") or "")
+            await shoot(app, pilot, "detail-succeeded")
+            app.pop_screen()
+            await pilot.press("y")
+            await pilot.pause(1.0)
+            await shoot(app, pilot, "sync")
+            await pilot.press("escape", "x")
+            await shoot(app, pilot, "confirm-cancel")
+            await pilot.press("n", "n")
+            await pilot.pause(0.3)
+            await shoot(app, pilot, "new-training")
+            await pilot.press("escape", "question_mark")
+            await shoot(app, pilot, "help")
+            await pilot.press("escape")
+            app.sign_in()
+            await shoot(app, pilot, "sign-in")
+    finally:
+        await parts.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", type=float, default=40.0, help="simulated time per real second")
+    asyncio.run(main(parser.parse_args().speed))

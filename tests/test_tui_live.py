@@ -1,0 +1,169 @@
+"""The app as a live view: webhooks through the real listener, completion notices and hooks,
+offline state from the poller, and a store of 10,000 trainings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable
+
+from core.client import ReplicateClient
+from core.service import TrainingService
+from core.store import DB_FILE, Store
+from core.webhooks import sign_webhook
+from listener.service import Listener
+from listener.tunnel import TunnelConfig
+from tui.app import create_app
+from tui.runtime import free_port
+from tui.sample_data import bulk_records
+from tui.screens.models import MAX_ROWS, ModelsScreen
+from tui_support import FLUX, SIZE, screen_text, simulated, wait_for
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BAR = "flux_train_replicate: {p:3d}%|#####     | {s}/200 [01:00<01:00,  1.05it/s, lr: 4.0e-04 loss: 3.0e-01]\n"
+
+
+def body(status: str, steps_done: int, **extra: Any) -> dict[str, Any]:
+    logs = "Starting train job\n" + "".join(BAR.format(p=s // 2, s=s) for s in range(1, steps_done + 1))
+    return {"id": "hook0training0000000000000", "model": FLUX, "version": "v", "status": status,
+            "input": {"steps": 200}, "destination": "me/hooked", "logs": logs, "urls": {}, "error": None,
+            "output": None, "metrics": {}, "created_at": "2026-11-24T09:00:00Z",
+            "started_at": "2026-11-24T09:00:05Z", **extra}
+
+
+async def test_a_signed_webhook_reaches_the_row_on_screen(tmp_path: Path) -> None:
+    import httpx
+
+    store = Store()
+    client = ReplicateClient(token="r8_test", base_url="http://127.0.0.1:9", max_retries=0)
+    service = TrainingService(store, client)
+    port = free_port()
+    listener = Listener(service, secret=SECRET, public_port=port, tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"))
+    await listener.start()
+    hook_out = tmp_path / "done.json"
+    on_complete = f"{sys.executable} -c \"import sys; open({str(hook_out)!r}, 'w').write(sys.stdin.read())\""
+    app = create_app(service, listener=listener, poll=False, on_complete=on_complete)
+    notices: list[tuple[str, str]] = []
+    original_notify = app.notify
+
+    def notify(message: str, **options: Any) -> None:
+        notices.append((message, options.get("severity", "information")))
+        original_notify(message, **options)
+
+    app.notify = notify  # type: ignore[method-assign]
+    try:
+        async with app.run_test(size=SIZE) as pilot, httpx.AsyncClient() as http:
+            async def send(payload: dict[str, Any], msg: str) -> int:
+                raw = json.dumps(payload).encode()
+                headers = sign_webhook(raw, SECRET, msg, int(time.time()))
+                answer = await http.post(listener.webhook_url, content=raw,
+                                         headers={**headers, "content-type": "application/json"})
+                return answer.status_code
+
+            assert await send(body("processing", 50), "msg_1") < 300
+            table = app.screen.query_one(DataTable)
+            await wait_for(pilot, lambda: table.row_count == 1, what="the new row")
+            tid = "hook0training0000000000000"
+            assert "me/hooked" in str(table.get_cell(tid, "model"))
+            assert "1 received" in screen_text(app) and f"http://127.0.0.1:{port}" in screen_text(app)
+            first = str(table.get_cell(tid, "progress"))
+            assert await send(body("processing", 150), "msg_2") < 300
+            await wait_for(pilot, lambda: str(table.get_cell(tid, "progress")) != first, what="the row to move")
+            assert "74%" in str(table.get_cell(tid, "progress"))  # 10 + 0.85 × 75 %
+            done = body("succeeded", 200, output={"version": "me/hooked:" + "a" * 64, "weights": "https://w"},
+                        completed_at="2026-11-24T09:30:00Z")
+            assert await send(done, "msg_3") < 300
+            await wait_for(pilot, lambda: hook_out.exists() and hook_out.read_text(), what="the on-complete hook")
+            ran_with = json.loads(hook_out.read_text())
+            assert ran_with["id"] == tid and ran_with["status"] == "succeeded"
+            assert ran_with["output_version"] == "me/hooked:" + "a" * 64
+            assert any("me/hooked finished" in message for message, _ in notices)
+            assert "100%" in str(table.get_cell(tid, "progress"))
+    finally:
+        await listener.stop()
+        await client.aclose()
+        store.close()
+
+
+async def test_a_failure_is_announced_as_an_error_wherever_the_user_is() -> None:
+    async with simulated() as env:
+        env.service.updater.apply(body("processing", 20), source="webhook", webhook_id="a")
+        app = env.app()
+        notices: list[tuple[str, str]] = []
+        app.notify = lambda message, **o: notices.append((message, o.get("severity", "")))  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("question_mark")  # on another screen: the help
+            await pilot.pause()
+            env.service.updater.apply(body("failed", 30, error="CUDA out of memory [/]"), source="webhook",
+                                      webhook_id="b")
+            await wait_for(pilot, lambda: notices, what="the failure notice")
+            assert notices[0] == ("me/hooked failed: CUDA out of memory [/]", "error")
+
+
+async def test_unreachable_replicate_shows_offline_and_tells_once() -> None:
+    store = Store()
+    client = ReplicateClient(token="r8_test", base_url="http://127.0.0.1:9", max_retries=0, timeout=2)
+    service = TrainingService(store, client)
+    for record in list(bulk_records(40))[:3]:  # last heard of an hour ago: due for a poll now
+        store.put({**record, "status": "processing", "updated_at": "2020-01-01T00:00:00Z"})
+    app = create_app(service, poll=True)
+    notices: list[str] = []
+    app.notify = lambda message, **o: notices.append(message)  # type: ignore[method-assign]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "offline" in screen_text(app), timeout=8, what="the offline state")
+            await pilot.pause(1.5)
+            assert len([n for n in notices if "127.0.0.1:9" in n or "connect" in n.lower()]) == 1
+    finally:
+        await client.aclose()
+        store.close()
+
+
+def write_store(home: Path, records: list[dict[str, Any]]) -> None:
+    """A store file as Store writes it (one TinyDB table keyed by id), written in one go: 10,000
+    `Store.put` calls cost O(n²) today (each rewrites the in-memory table)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DB_FILE).write_text(json.dumps({"trainings": {r["id"]: r for r in records}}))
+
+
+async def test_ten_thousand_trainings_show_a_page_and_the_filter_reaches_the_rest(isolated_home: Path) -> None:
+    write_store(isolated_home, list(bulk_records(10_000)))
+    store = Store()
+    assert len(store) == 10_000
+    client = ReplicateClient(token="r8_test", base_url="http://127.0.0.1:9", max_retries=0)
+    service = TrainingService(store, client)
+    app = create_app(service, poll=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ModelsScreen)
+            table = screen.query_one(DataTable)
+            assert table.row_count == MAX_ROWS
+            assert f"showing the first {MAX_ROWS}" in screen_text(app)
+            await pilot.press("slash", *"model-9876", "enter")
+            await pilot.pause()
+            assert table.row_count == 1
+            assert "user79/model-9876" in str(table.get_cell(table.coordinate_to_cell_key((0, 0)).row_key, "model"))
+    finally:
+        await client.aclose()
+        store.close()
+
+
+async def test_the_command_palette_reaches_the_actions() -> None:
+    async with simulated() as env:
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"Sync", "enter")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "SyncScreen", what="the sync screen")
+            titles = [command.title for command in app.get_system_commands(app.screen)]
+            for wanted in ("Sync", "New training", "Import all trainings", "Sign in", "Help", "Sync all"):
+                assert wanted in titles

@@ -1,0 +1,137 @@
+"""SVG snapshots of every screen at 120×36, deterministic: the sample trainings are built through
+the real Updater with a settable clock, the app's clock is frozen, nothing is polled, and the one
+screen that asks Replicate (sync) talks to a fixed in-process HTTP transport.
+
+Refresh with `uv run pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from textual.widgets import Input
+
+from core.client import ReplicateClient
+from core.service import TrainingService
+from core.store import Store
+from tui.app import ReplitrackApp, create_app
+from tui.sample_data import T0, SampleClock, populate
+
+SIZE = (120, 36)
+NEVER_IMPORTED = {
+    "id": "w8n2c4xv6hrm80ck8km3p5tq1a", "model": "ostris/flux-dev-lora-trainer", "version": "v1",
+    "status": "succeeded", "input": {"steps": 100}, "created_at": "2026-11-23T09:00:00Z",
+    "started_at": "2026-11-23T09:01:00Z", "completed_at": "2026-11-23T09:20:00Z",
+    "output": {"version": "zoe/flux-old:" + "c" * 64, "weights": "https://example.com/w.tar"},
+    "urls": {}, "logs": None, "error": None, "metrics": {}, "source": "web",
+}
+
+
+def replicate_answers(store: Store) -> httpx.MockTransport:
+    """GET /v1/trainings as Replicate would answer for this store, plus one never imported and
+    one that finished there while the store still has it running."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/trainings":
+            return httpx.Response(404, json={"detail": "not found", "status": 404})
+        results: list[dict[str, Any]] = [NEVER_IMPORTED]
+        for record in store.trainings():
+            status = "succeeded" if record["id"].startswith("s9k") else record["status"]
+            results.append({"id": record["id"], "model": record["trainer"], "version": "v1", "status": status,
+                            "input": record["input"], "created_at": record["created_at"], "urls": {},
+                            "logs": None, "error": None, "metrics": {}, "source": "api"})
+        return httpx.Response(200, json={"results": results, "next": None, "previous": None})
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.fixture
+def app() -> Iterator[ReplitrackApp]:
+    store = Store()
+    clock = SampleClock()
+    client = ReplicateClient(token="r8_snapshot", base_url="http://replicate.test",
+                             transport=replicate_answers(store), max_retries=0)
+    service = TrainingService(store, client, clock=clock)
+    populate(service.updater, clock)
+    yield create_app(service, clock=lambda: T0, poll=False, tick=False)
+    store.close()
+
+
+def typing(*keys: str) -> Any:
+    """Press keys, then stop every text cursor blinking (a blink mid-capture is not a change)."""
+
+    async def run(pilot: Any) -> None:
+        await pilot.pause()
+        await pilot.press(*keys)
+        await pilot.pause()
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    return run
+
+
+def test_models_screen(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_models_screen_filtered(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, run_before=typing("slash", *"alice", "enter"), terminal_size=SIZE)
+
+
+def test_detail_of_a_running_training(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down", "down", "enter"], terminal_size=SIZE)
+
+
+def test_detail_of_a_failed_training(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down", "down", "down", "down", "enter"], terminal_size=SIZE)
+
+
+def test_detail_of_a_succeeded_training(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down"] * 5 + ["enter"], terminal_size=SIZE)
+
+
+def test_full_log_with_a_search(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, run_before=typing("down", "down", "enter", "h", "slash", *"Saving", "enter"),
+                        terminal_size=SIZE)
+
+
+def test_sync_screen(snap_compare: Any, app: ReplitrackApp) -> None:
+    async def checked(pilot: Any) -> None:
+        await pilot.press("y")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=checked, terminal_size=SIZE)
+
+
+def test_cancel_confirmation(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down", "down", "x"], terminal_size=SIZE)
+
+
+def test_help_screen(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["question_mark"], terminal_size=SIZE)
+
+
+def test_new_training_form(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, run_before=typing("n"), terminal_size=SIZE)
+
+
+def test_sign_in_screen(snap_compare: Any, app: ReplitrackApp) -> None:
+    app.needs_sign_in = True
+    assert snap_compare(app, run_before=typing(*"r8_secret"), terminal_size=SIZE)
+
+
+def test_the_sync_answer_is_what_the_screen_compares_with() -> None:
+    # The fixed transport must answer like Replicate's list endpoint: a page with results.
+    store = Store()
+    try:
+        transport = replicate_answers(store)
+        response = transport.handle_request(httpx.Request("GET", "http://replicate.test/v1/trainings"))
+        assert [r["id"] for r in json.loads(response.read())["results"]] == [NEVER_IMPORTED["id"]]
+    finally:
+        store.close()

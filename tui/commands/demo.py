@@ -1,0 +1,46 @@
+"""`replitrack demo`: the full app against a simulated Replicate; nothing to configure, no network."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 10 for ten times real time)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("the speed must be above 0 (1 is real time)")
+    return value
+
+
+def add_hook_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--on-complete", metavar="CMD",
+                        help="run CMD (through the shell) when a training succeeds; the training's JSON is on stdin")
+    parser.add_argument("--on-fail", metavar="CMD",
+                        help="run CMD when a training fails; the training's JSON is on stdin")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="try replitrack against a simulated Replicate (no account, no network)",
+        description="Run the full app against an embedded, simulated Replicate with trainings in "
+                    "every state; webhooks flow to the built-in listener. Nothing is configured and "
+                    "nothing leaves this machine. The store is a temporary directory unless "
+                    "REPLITRACK_HOME is set.")
+    parser.add_argument("--speed", type=positive, default=None,
+                        help="how much faster than real time the trainings run (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated trainings")
+    add_hook_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tui.runtime import DEMO_SPEED, run_demo
+
+    return asyncio.run(run_demo(speed=args.speed or DEMO_SPEED, seed=args.seed,
+                                on_complete=args.on_complete, on_fail=args.on_fail))

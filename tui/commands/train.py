@@ -1,0 +1,257 @@
+"""`replitrack train TRAINER[:VERSION] --destination owner/name [--images DIR|ZIP|URL] [-i key=value ...]
+[--webhook URL | --listen] [--watch] [--create-destination]`: start a training.
+
+Inputs given with -i are read as JSON when they parse (numbers, booleans, null, lists), else as
+text, and checked against the trainer's TrainingInput schema before anything is uploaded or
+started. A folder of images is zipped in memory and uploaded with the files API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import operator
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.errors import BadArgumentError, NotFoundError, ReplitrackError
+from tui.commands import _common as c
+from tui.commands import _output as o
+
+IMAGES_KEY = "input_images"
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def register(subparsers: Any) -> None:
+    parser = c.add_command(
+        subparsers, "train", run, help="start a training (prints the new id)",
+        description="Start a training of TRAINER (owner/name, optionally :VERSION) that pushes a new "
+                    "version to --destination. Prints the new training's id.")
+    parser.add_argument("trainer", metavar="TRAINER[:VERSION]", help="e.g. ostris/flux-dev-lora-trainer")
+    parser.add_argument("-d", "--destination", required=True, metavar="OWNER/NAME",
+                        help="the model that receives the trained version")
+    parser.add_argument("--images", metavar="DIR|ZIP|URL",
+                        help="training images: a folder (zipped and uploaded), a .zip (uploaded) or a URL")
+    parser.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                        help="a trainer input; repeat for more (values are JSON when they parse, else text)")
+    hooks = parser.add_mutually_exclusive_group()
+    hooks.add_argument("--webhook", metavar="URL", help="send Replicate's webhooks for this training to URL")
+    hooks.add_argument("--listen", action="store_true",
+                       help="have the running replitrack instance (TUI or `replitrack listen`) receive its "
+                            "webhooks: uses the public URL of its tunnel")
+    parser.add_argument("--watch", action="store_true", help="then follow it like `replitrack watch`")
+    parser.add_argument("--create-destination", action="store_true",
+                        help="create the destination model (private) if it does not exist")
+    parser.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                        help="with --watch: how often to poll when no replitrack instance runs (default 5)")
+    c.add_json_flag(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    trainer, version = split_trainer(args.trainer)
+    if not _OWNER_NAME.match(args.destination.strip()):
+        raise BadArgumentError(f"destination {args.destination!r} is not of the form owner/name "
+                               "(for example your-username/my-flux-lora)")
+    if args.webhook and (urlsplit(args.webhook).scheme not in ("http", "https") or not urlsplit(args.webhook).netloc):
+        raise BadArgumentError(f"webhook {args.webhook!r} is not an http(s) URL: Replicate needs a public HTTPS address")
+    given = parse_inputs(args.input)
+    view = c.run_async(start(trainer, version, args.destination.strip(), given, images=args.images,
+                             webhook=args.webhook, listen=args.listen,
+                             create_destination=args.create_destination))
+    if args.json and args.watch:  # then everything on stdout is JSON lines
+        print(json.dumps(view, ensure_ascii=False), flush=True)
+    elif args.json:
+        o.print_json(view)
+    else:
+        print(view["id"], flush=True)
+    o.say(f"started {view['id']}: {trainer} → {view.get('destination') or args.destination}  {view.get('web_url') or ''}")
+    if args.watch:
+        from tui.commands.watch import watch
+
+        return c.run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
+    return c.EXIT_OK
+
+
+def split_trainer(text: str) -> tuple[str, str | None]:
+    trainer, _, version = text.strip().partition(":")
+    if not _OWNER_NAME.match(trainer):
+        raise BadArgumentError(f"trainer {text!r} is not of the form owner/name[:version] "
+                               "(for example ostris/flux-dev-lora-trainer)")
+    if _ and not re.fullmatch(r"[A-Za-z0-9]+", version):
+        raise BadArgumentError(f"trainer version {version!r} is not a version id (64 hex characters)")
+    return trainer, version or None
+
+
+def parse_inputs(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs: the value as JSON when it parses (1000, 0.0004, true, null), else as text."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadArgumentError(f"-i {pair!r}: write inputs as key=value, e.g. -i steps=1000")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+def check_inputs(given: dict[str, Any], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
+    """The inputs checked against TrainingInput: unknown names, types, enums, required ones."""
+    properties: dict[str, Any] = schema.get("properties") or {}
+    unknown = sorted(set(given) - set(properties))
+    if unknown:
+        raise BadArgumentError(
+            f"{trainer} has no input {', '.join(map(repr, unknown))}; its inputs are: {', '.join(sorted(properties))}"
+        )
+    checked = {}
+    for key, value in given.items():
+        checked[key] = _coerce(key, value, properties[key])
+    missing = [key for key in schema.get("required") or [] if key not in checked
+               and not (key == IMAGES_KEY and images_later)]
+    if missing:
+        raise BadArgumentError(
+            f"{trainer} needs {', '.join(map(repr, missing))}: "
+            + ("pass --images DIR|ZIP|URL" if missing == [IMAGES_KEY] else
+               "pass " + " ".join(f"-i {key}=..." for key in missing))
+        )
+    return checked
+
+
+def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
+    kind = spec.get("type")
+    if kind == "string" and not isinstance(value, str):
+        value = json.dumps(value) if isinstance(value, (dict, list)) else (
+            "true" if value is True else "false" if value is False else "" if value is None else str(value))
+    elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise BadArgumentError(f"input {key} must be a whole number, not {value!r}")
+    elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise BadArgumentError(f"input {key} must be a number, not {value!r}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise BadArgumentError(f"input {key} must be true or false, not {value!r}")
+    if isinstance(spec.get("enum"), list) and value not in spec["enum"]:
+        raise BadArgumentError(f"input {key} must be one of {', '.join(map(str, spec['enum']))}, not {value!r}")
+    for bound, ok in (("minimum", operator.ge), ("maximum", operator.le)):
+        limit = spec.get(bound)
+        if isinstance(limit, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and not ok(value, limit):
+            raise BadArgumentError(f"input {key} must be {'at least' if bound == 'minimum' else 'at most'} "
+                                   f"{limit}, not {value}")
+    return value
+
+
+def zip_images(path: Path) -> tuple[bytes, str]:
+    """A folder (or a single file) as an in-memory zip; hidden files are left out."""
+    buffer = io.BytesIO()
+    count = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            relative = file.relative_to(path.parent if path.is_file() else path)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            archive.write(file, relative.as_posix())
+            count += 1
+    if not count:
+        raise BadArgumentError(f"{path} holds no files to train on: put the training images in it")
+    return buffer.getvalue(), f"{path.name or 'images'}.zip"
+
+
+async def images_url(client: Any, images: str) -> str:
+    """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
+    if urlsplit(images).scheme in ("http", "https"):
+        return images
+    path = Path(images).expanduser()
+    if not path.exists():
+        raise BadArgumentError(f"--images {images}: no such file or folder (give a folder, a .zip or an https URL)")
+    if path.is_file() and zipfile.is_zipfile(path):
+        o.say(f"uploading {path} …")
+        body = await client.upload_file(path, path.name, "application/zip")
+    else:
+        data, name = zip_images(path)
+        o.say(f"uploading {name} ({len(data) / 1024:.0f} KB, zipped from {path}) …")
+        body = await client.upload_file(data, name, "application/zip")
+    return str(body["urls"]["get"])
+
+
+async def start(trainer: str, version: str | None, destination: str, given: dict[str, Any], *,
+                images: str | None = None, webhook: str | None = None, listen: bool = False,
+                create_destination: bool = False) -> dict[str, Any]:
+    owner = c.store_owner()
+    if listen:
+        webhook = await _listening_webhook(owner)
+    if images and IMAGES_KEY in given:
+        raise BadArgumentError(f"give the images once: --images or -i {IMAGES_KEY}=..., not both")
+    async with c.make_client() as client:
+        schema = await client.training_input_schema(trainer, version)
+        if images and IMAGES_KEY not in (schema.get("properties") or {}):
+            raise BadArgumentError(
+                f"{trainer} takes no {IMAGES_KEY}; its inputs are: {', '.join(sorted(schema.get('properties') or {}))} "
+                "(pass data with -i key=URL)"
+            )
+        inputs = check_inputs(given, schema, trainer, images_later=bool(images))
+        await _ensure_destination(client, destination, create_destination)
+        if images:
+            inputs[IMAGES_KEY] = await images_url(client, images)
+        from core.service import WEBHOOK_EVENTS, TrainingService
+        from core.views import status_view
+
+        if owner is None:
+            with c.open_store(write=True) as store:
+                if not store.readonly:
+                    result = await TrainingService(store, client).start(trainer, destination, inputs,
+                                                                        version=version, webhook=webhook)
+                    return status_view(result.record or {"id": result.training_id})
+            owner = c.store_owner() or c.Owner(None, None)
+        # Another instance owns the store: it starts the training (with its tunnel's webhook URL
+        # when up) and so knows its destination; an owner without that endpoint gets it adopted.
+        if owner.api:
+            body = {"trainer": trainer, "version": version, "destination": destination, "input": inputs,
+                    "webhook": webhook}
+            try:
+                return await c.LocalApi(owner).object("POST", "/api/trainings", body)
+            except c.RouteMissing:
+                pass
+        webhook = webhook or await c.owner_webhook(owner)
+        training = await client.create_training(trainer, version, destination, inputs, webhook=webhook,
+                                                webhook_events_filter=list(WEBHOOK_EVENTS) if webhook else None)
+    await c.adopt(owner, training.id)
+    return c.view_of_training(training)
+
+
+async def _listening_webhook(owner: c.Owner | None) -> str:
+    """--listen: the webhook URL of the running instance's tunnel."""
+    if owner is None or not owner.api:
+        raise ReplitrackError(
+            "--listen needs a running replitrack instance to receive the webhooks: start "
+            "`replitrack listen` (or the TUI) in another terminal, or pass --webhook URL"
+        )
+    url = await c.owner_webhook(owner)
+    if url is None:
+        raise ReplitrackError(
+            f"{owner.describe()} has no public webhook URL (its tunnel is off or down): start it with a "
+            "tunnel (NGROK_AUTHTOKEN, or --public-url URL), or pass --webhook URL"
+        )
+    return url
+
+
+async def _ensure_destination(client: Any, destination: str, create: bool) -> None:
+    try:
+        await client.get_model(destination)
+        return
+    except NotFoundError:
+        if not create:
+            raise ReplitrackError(
+                f"destination model {destination} does not exist: pass --create-destination to create it "
+                "(a private model), or create it at https://replicate.com/create"
+            ) from None
+    await client.create_model(destination)
+    o.say(f"created the destination model {destination} (private)")

@@ -1,0 +1,207 @@
+"""Assembling the parts the app runs with, in the app's own event loop, and taking them down.
+
+`replitrack demo`: the simulated Replicate on loopback, the listener receiving its (signed)
+webhooks, a store in a throw-away directory (unless REPLITRACK_HOME is set), the demo scenario
+imported. `replitrack`: the user's account, the listener with the tunnel asked for, the store in
+the data directory. Either way the app is built by `create_app` and everything is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import config
+from core.client import ReplicateClient
+from core.service import TrainingService
+from core.store import Store
+from tui.app import ReplitrackApp, create_app
+
+DEMO_SPEED = 10.0
+
+
+@dataclass
+class Parts:
+    store: Store
+    client: ReplicateClient
+    service: TrainingService
+    listener: Any = None
+    simulator: Any = None
+    temp_home: Path | None = None
+    started: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop in reverse order of dependency; each step runs even if an earlier one failed."""
+        try:
+            if self.listener is not None:
+                await self.listener.stop()
+        finally:
+            try:
+                if self.simulator is not None:
+                    await self.simulator.stop()
+            finally:
+                await self.client.aclose()
+                try:
+                    await self.store.commit()
+                finally:
+                    self.store.close()
+                    if self.temp_home is not None:
+                        shutil.rmtree(self.temp_home, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
+                     scenario: str = "demo") -> Parts:
+    """The simulator with the demo scenario, the listener receiving its webhooks, all imported."""
+    from listener.service import Listener
+    from listener.simulator import Simulator
+    from listener.tunnel import TunnelConfig
+
+    temp_home = None
+    if home is None and not os.environ.get("REPLITRACK_HOME"):
+        home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
+    store = Store(home)
+    simulator = Simulator(speed=speed, seed=seed)
+    client: ReplicateClient | None = None
+    listener = None
+    try:
+        base_url = await simulator.start()
+        client = ReplicateClient(token=simulator.token, base_url=base_url)
+        service = TrainingService(store, client)
+        # The listener's public face on a known port, declared as the "tunnel" URL: on loopback
+        # the simulator reaches it directly, exactly as Replicate would reach a tunnel.
+        port = free_port()
+        listener = Listener(service, secret=simulator.webhook_secret, public_port=port,
+                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), secret_source="demo")
+        await listener.start()
+        created = await simulator.run_scenario(scenario, webhook=listener.webhook_url)
+        # Replicate's training objects do not name their destination (only the output does, at the
+        # end); replitrack knows it for trainings it starts. The demo's were started by the
+        # scenario, so tell the store, as `replitrack train` would have recorded it.
+        for training in created:
+            destination = _simulated_destination(simulator, training["id"])
+            if destination and not training.get("output"):
+                service.updater.apply({**training, "destination": destination}, source="create")
+        await service.import_all()
+    except BaseException:
+        if listener is not None:
+            await listener.stop()
+        await simulator.stop()
+        if client is not None:
+            await client.aclose()
+        store.close()
+        if temp_home is not None:
+            shutil.rmtree(temp_home, ignore_errors=True)
+        raise
+    return Parts(store, client, service, listener, simulator, temp_home)
+
+
+def _simulated_destination(simulator: Any, training_id: str) -> str | None:
+    record = getattr(simulator, "_trainings", {}).get(training_id)
+    return getattr(record, "destination", None)
+
+
+def tunnel_config(no_tunnel: bool = False, public_url: str | None = None) -> Any:
+    from listener.tunnel import TunnelConfig
+
+    if public_url:
+        return TunnelConfig.url(public_url)
+    if no_tunnel or not os.environ.get("NGROK_AUTHTOKEN"):
+        return TunnelConfig.off()  # polling only; ngrok without an authtoken would only fail
+    return TunnelConfig()
+
+
+async def start_live(*, no_tunnel: bool = False, public_url: str | None = None,
+                     webhook_secret: str | None = None) -> tuple[Parts, bool]:
+    """The user's store and account. Returns the parts and whether sign-in is needed first."""
+    store = Store()
+    client = ReplicateClient()
+    service = TrainingService(store, client)
+    return Parts(store, client, service), config.api_token() is None
+
+
+def listener_factory(no_tunnel: bool, public_url: str | None, webhook_secret: str | None) -> Any:
+    """Builds the listener inside the app, after the first paint (it imports aiohttp)."""
+
+    def build(service: TrainingService) -> Any:
+        from listener.service import Listener
+
+        return Listener(service, secret=webhook_secret or os.environ.get("REPLICATE_WEBHOOK_SECRET") or None,
+                        tunnel=tunnel_config(no_tunnel, public_url))
+
+    return build
+
+
+DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobody's real token
+
+
+async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: str = "demo") -> None:
+    """The demo's simulator and listener, started inside the app after its first paint."""
+    from listener.service import Listener
+    from listener.simulator import Simulator
+    from listener.tunnel import TunnelConfig
+
+    service = app.service
+    simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
+    app.simulator = simulator  # set first: whoever stops the app stops it, even half-started
+    base_url = await simulator.start()
+    placeholder, service.client = service.client, ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
+    await placeholder.aclose()
+    port = free_port()
+    app.listener = Listener(service, secret=simulator.webhook_secret, public_port=port,
+                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), secret_source="demo")
+    await app.listener.start()
+    created = await simulator.run_scenario(scenario, webhook=app.listener.webhook_url)
+    for training in created:  # see start_demo: the scenario knows the destinations
+        destination = _simulated_destination(simulator, training["id"])
+        if destination and not training.get("output"):
+            service.updater.apply({**training, "destination": destination}, source="create")
+    await service.import_all()
+
+
+async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, **app_options: Any) -> int:
+    """The demo: the window paints at once, the simulated Replicate starts behind it."""
+    temp_home = None
+    home = None
+    if not os.environ.get("REPLITRACK_HOME"):
+        home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
+    store = Store(home)
+    # A client for the simulator-to-be; the boot replaces it once the simulator listens.
+    client = ReplicateClient(token=DEMO_TOKEN, base_url="http://127.0.0.1:9")
+    service = TrainingService(store, client)
+
+    async def boot(app: ReplitrackApp) -> None:
+        await boot_demo(app, speed=speed, seed=seed)
+
+    app = create_app(service, mode="demo", boot=boot, **app_options)
+    try:  # from here on, whatever happens, the simulator, listener and store are stopped
+        await app.run_async()
+        return int(app.return_code or 0)
+    finally:
+        parts = Parts(store, service.client, service, app.listener, app.simulator, temp_home)
+        await parts.close()
+
+
+async def run_live(*, no_tunnel: bool = False, public_url: str | None = None,
+                   webhook_secret: str | None = None, **app_options: Any) -> int:
+    parts, sign_in = await start_live(no_tunnel=no_tunnel, public_url=public_url, webhook_secret=webhook_secret)
+    app: ReplitrackApp = create_app(
+        parts.service, mode="live", sign_in=sign_in, import_on_start=True, start_listener=True,
+        listener_factory=listener_factory(no_tunnel, public_url, webhook_secret), **app_options)
+    try:
+        await app.run_async()
+        return int(app.return_code or 0)
+    finally:
+        parts.listener = app.listener
+        parts.client = parts.service.client  # sign-in may have replaced it
+        await parts.close()

@@ -1,0 +1,240 @@
+"""One training, live: big progress bar, stage timeline, ETA/elapsed/rate, loss chart, live log,
+inputs, output (copyable) or the error and traceback tail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from core.models import Status
+from tui.format import duration, elapsed_seconds, eta_text, number, rate, safe, status_text
+from tui.widgets.chart import LossChart
+from tui.widgets.live_log import TAIL_LINES, LiveLog
+from tui.widgets.log_file import read_tail
+from tui.widgets.progress import BigProgress
+from tui.widgets.stages import StageTimeline
+from tui.widgets.status_line import StatusLine
+
+TRACEBACK_TAIL = 12  # lines of the traceback shown when a training failed
+
+
+def stats_table(view: dict[str, Any], now: datetime) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", width=9)
+    table.add_column()
+    table.add_row("ETA", Text(eta_text(view, now), style="bold"))
+    table.add_row("Elapsed", duration(elapsed_seconds(view, now)))
+    table.add_row("Rate", rate(view.get("rate")))
+    table.add_row("Loss", Text(number(view.get("loss")), style="cyan"))
+    table.add_row("LR", Text(number(view.get("lr")), style="yellow"))
+    table.add_row("Trainer", safe(view.get("trainer")))
+    table.add_row("Updated", safe((view.get("updated_at") or "–").replace("T", " ")[:19]))
+    return table
+
+
+def inputs_text(view: dict[str, Any]) -> Text:
+    text = Text()
+    items = sorted((view.get("input") or {}).items())
+    if not items:
+        return Text("no inputs recorded", style="dim")
+    for key, value in items:
+        shown = value if isinstance(value, str) else json.dumps(value)
+        text.append(f"{key}: ", style="dim")
+        text.append(str(shown)[:200] + "\n")
+    text.rstrip()
+    return text
+
+
+def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[str]) -> Text:
+    status = str(view.get("status"))
+    text = Text()
+    if status == "succeeded":
+        text.append("Output version  ", style="bold green")
+        text.append(str(view.get("output_version") or "–") + "\n")
+        text.append("Weights         ", style="bold green")
+        text.append(str(view.get("output_weights") or "–") + "\n")
+        text.append("c copies the version · w copies the weights URL", style="dim")
+    elif status == "failed":
+        text.append("Error  ", style="bold red")
+        text.append(str(view.get("error") or "no error message from Replicate") + "\n")
+        tail = (traceback or "\n".join(error_lines)).splitlines()[-TRACEBACK_TAIL:]
+        if tail:
+            text.append("Traceback (tail)\n", style="bold red")
+            text.append("\n".join(tail), style="red")
+    elif status in ("canceled", "aborted"):
+        text.append(f"This training was {status}.", style="magenta")
+    return text
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.back_to_models", "Back", id="detail.back"),
+        Binding("f", "toggle_follow", "Follow", id="detail.follow"),
+        Binding("h", "history", "Full log / search", id="detail.history"),
+        Binding("o", "open_web", "Web", id="detail.web"),
+        Binding("c", "copy_version", "Copy version", id="detail.copy_version"),
+        Binding("w", "copy_weights", "Copy weights", id="detail.copy_weights"),
+        Binding("r", "retry", "Retry", id="detail.retry"),
+        Binding("x", "cancel", "Cancel", id="detail.cancel"),
+    ]
+
+    def __init__(self, training_id: str) -> None:
+        super().__init__()
+        self.training_id = training_id
+        self.view: dict[str, Any] = {}
+        self.tracked = False  # the tracker (parsed log: loss, lr, traceback) is ready
+        self._shown: dict[str, str] = {}  # selector → text last shown there
+        self._stale = False
+        self._unsubscribe_log: Callable[[], None] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine()
+        yield Static(id="detail-title")
+        yield BigProgress(id="detail-progress")
+        with Horizontal(id="detail-body"):
+            with VerticalScroll(id="detail-side"):
+                # The outcome (output or error) comes first: once a training ended it is the news.
+                yield Static("Outcome", classes="section", id="detail-outcome-title")
+                yield Static(id="detail-outcome")
+                yield Static("Progress", classes="section", id="detail-stats-title")
+                yield Static(id="detail-stats")
+                yield Static("Stages", classes="section")
+                yield StageTimeline(id="detail-stages")
+                yield Static("Inputs", classes="section")
+                yield Static(id="detail-inputs")
+            with Vertical(id="detail-main"):
+                yield LossChart(id="detail-chart")
+                yield Static(id="detail-log-title", classes="section")
+                yield LiveLog(id="detail-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.app
+        log_widget = self.query_one(LiveLog)
+        # Show the tail of the stored log first (read from the file's end: the log may be
+        # 100 MB), then everything the updater adds after it.
+        log_widget.feed(read_tail(app.store.log_path(self.training_id), TAIL_LINES))  # type: ignore[attr-defined]
+        log_widget.flush()
+        self._unsubscribe_log = app.subscribe_log(self.training_id, log_widget.feed)  # type: ignore[attr-defined]
+        app.trainings_changed.subscribe(self, self.on_changed)  # type: ignore[attr-defined]
+        app.ticked.subscribe(self, self.on_tick)  # type: ignore[attr-defined]
+        self.refresh_all()
+        log_widget.focus()
+        self.call_after_refresh(log_widget.scroll_end, animate=False, x_axis=False)
+        self.run_worker(self._track(), group="detail-track")
+
+    async def _track(self) -> None:
+        """Build the training's tracker (it parses the whole stored log once) off the UI loop."""
+        updater = self.app.service.updater  # type: ignore[attr-defined]
+        await asyncio.to_thread(updater.tracker, self.training_id)
+        self.tracked = True
+        self.refresh_all()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe_log:
+            self._unsubscribe_log()
+
+    def refresh_all(self) -> None:
+        app = self.app
+        view = app.live_view(self.training_id, tracked=self.tracked) or {"id": self.training_id}  # type: ignore[attr-defined]
+        self.view = view
+        now = app.clock()  # type: ignore[attr-defined]
+        title = Text()
+        title.append_text(status_text(view.get("status")))
+        title.append("  ")
+        title.append(str(view.get("destination") or "(destination unknown)"), style="bold")
+        title.append(f"   {self.training_id}", style="dim")
+        # Statics of fixed height update without a layout pass (a layout per webhook would cost
+        # more than everything else on this screen); the others only when their text changed.
+        self.query_one("#detail-title", Static).update(title, layout=False)
+        self.query_one(BigProgress).show(view)
+        self.query_one("#detail-stats", Static).update(stats_table(view, now), layout=False)
+        self.query_one(StageTimeline).show(view, now)
+        self._update_if_changed("#detail-inputs", inputs_text(view))
+        if self.tracked:
+            state = app.service.updater.tracker(self.training_id).state  # type: ignore[attr-defined]
+            self.query_one(LossChart).set_data(state.losses, state.lrs)
+            outcome = outcome_text(view, state.traceback, state.error_lines)
+        else:
+            outcome = outcome_text(view, None, [])
+        if self._update_if_changed("#detail-outcome", outcome):
+            self.query_one("#detail-outcome", Static).display = bool(outcome.plain)
+            self.query_one("#detail-outcome-title", Static).display = bool(outcome.plain)
+        self.update_log_title()
+
+    def _update_if_changed(self, selector: str, text: Text) -> bool:
+        if self._shown.get(selector) == text.plain:
+            return False
+        self._shown[selector] = text.plain
+        self.query_one(selector, Static).update(text)
+        return True
+
+    def update_log_title(self) -> None:
+        follow = self.query_one(LiveLog).following
+        self.query_one("#detail-log-title", Static).update(
+            Text.assemble(("Log ", "bold"), ("(following, f to pause)" if follow else "(paused, f to follow)",
+                                             "dim"), ("  · h: full log and search", "dim")), layout=False)
+
+    def on_changed(self, changed: frozenset[str]) -> None:
+        if self.training_id in changed:
+            if self.is_current:
+                self.refresh_all()
+            else:
+                self._stale = True  # under the full log: catch up when back
+
+    def on_screen_resume(self) -> None:
+        self.query_one(StatusLine).refresh()
+        if self._stale:
+            self._stale = False
+            self.refresh_all()
+
+    def on_tick(self, now: datetime) -> None:
+        if self.is_current and not Status.parse(self.view.get("status")).terminal:
+            self.query_one("#detail-stats", Static).update(stats_table(self.view, now), layout=False)
+            self.query_one(StageTimeline).show(self.view, now)
+
+    # ----- actions -----------------------------------------------------------------------------
+    def action_toggle_follow(self) -> None:
+        log_widget = self.query_one(LiveLog)
+        log_widget.set_following(not log_widget.following)
+        self.update_log_title()
+
+    def action_history(self) -> None:
+        from tui.screens.log_history import LogHistoryScreen
+
+        self.app.push_screen(LogHistoryScreen(self.training_id))
+
+    def action_open_web(self) -> None:
+        self.app.open_training_page(self.training_id)  # type: ignore[attr-defined]
+
+    def action_copy_version(self) -> None:
+        self.app.copy("output version", self.view.get("output_version"))  # type: ignore[attr-defined]
+
+    def action_copy_weights(self) -> None:
+        self.app.copy("weights URL", self.view.get("output_weights"))  # type: ignore[attr-defined]
+
+    def action_retry(self) -> None:
+        self.app.retry(self.training_id)  # type: ignore[attr-defined]
+
+    def action_cancel(self) -> None:
+        self.app.cancel(self.training_id)  # type: ignore[attr-defined]
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Follow log", "Pause or resume following the log", self.action_toggle_follow)
+        yield SystemCommand("Full log and search", "Scroll back through the whole log", self.action_history)
+        yield SystemCommand("Open on Replicate", "Open this training's web page", self.action_open_web)
+        yield SystemCommand("Copy output version", "Copy owner/name:version", self.action_copy_version)
+        yield SystemCommand("Copy weights URL", "Copy the weights URL", self.action_copy_weights)
+        yield SystemCommand("Retry training", "Start it again with the same inputs (asks first)", self.action_retry)
+        yield SystemCommand("Cancel training", "Cancel it (asks first)", self.action_cancel)

@@ -1,0 +1,85 @@
+"""The line at the top of every screen: where updates come from and whether the data is live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual.widget import Widget
+
+from tui.format import ago
+
+
+@dataclass
+class Connection:
+    """What the status line shows; the app owns one and publishes a signal when it changes."""
+
+    mode: str = "live"  # "live" (a real account) or "demo" (the embedded simulator)
+    account: str | None = None
+    public_url: str | None = None  # the tunnel's URL while webhooks can reach us
+    webhooks: int = 0  # webhooks received this session
+    listener_error: str | None = None
+    online: bool = True  # False after a poll failed to reach Replicate
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    importing: str | None = None  # "page 3 · 300 trainings" while importing
+    signed_in: bool = True
+
+
+def tunnel_note(state: str | None) -> str:
+    """The tunnel's state as a few words: why webhooks cannot reach us."""
+    if not state or state.startswith("off"):
+        return "tunnel off"
+    if state == "starting":
+        return "tunnel starting…"
+    return f"tunnel {state}" if state.startswith("down") else state
+
+
+def describe(connection: Connection, now: datetime) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(" replitrack ", style="bold reverse")
+    if connection.mode == "demo":
+        text.append(" DEMO ", style="bold black on yellow")
+        text.append(" simulated Replicate, no network ", style="dim")
+    elif connection.account:
+        text.append(f" {connection.account} ", style="bold")
+    text.append(" │ ", style="dim")
+    if connection.public_url:
+        text.append("◆ webhooks ", style="green")
+        text.append(connection.public_url, style="dim")
+        text.append(f" ({connection.webhooks} received)", style="")
+    else:
+        text.append("◇ polling only", style="yellow")
+        text.append(f" ({tunnel_note(connection.listener_error)})", style="dim")
+    text.append(" │ ", style="dim")
+    if not connection.signed_in:
+        text.append("○ not signed in (ctrl+p → Sign in)", style="bold yellow")
+    elif connection.importing:
+        text.append(f"⟳ importing {connection.importing}", style="bold cyan")
+    elif connection.online:
+        text.append("● live", style="bold green")
+    else:
+        text.append("○ offline, data may be stale", style="bold red")
+        if connection.last_ok:
+            text.append(f" (last update {ago(connection.last_ok, now)})", style="dim")
+    return text
+
+
+class StatusLine(Widget):
+    DEFAULT_CSS = """
+    StatusLine { height: 1; background: $panel; }
+    """
+
+    def on_mount(self) -> None:
+        self.app.connection_changed.subscribe(self, self._changed)  # type: ignore[attr-defined]
+
+    def _changed(self, _: object) -> None:
+        # A screen under the current one is still composited: repainting it there would make
+        # Textual repaint the whole top screen. Its screen refreshes it when it comes back.
+        if self.screen.is_current:
+            self.refresh()
+
+    def render(self) -> Text:
+        app = self.app
+        return describe(app.connection, app.clock())  # type: ignore[attr-defined]
