@@ -50,6 +50,7 @@ class TrainingService:
         self.updater = updater or Updater(store, clock=clock)
         self.clock = clock
         self.webhook_url: str | None = None  # set while a tunnel is up; used for new trainings
+        self.poll_running, self.poll_with_webhooks = POLL_RUNNING, POLL_WITH_WEBHOOKS
 
     async def _apply(self, training: Training, source: Source) -> UpdateResult:
         result = self.updater.apply(training, source=source)
@@ -156,8 +157,8 @@ class TrainingService:
             return None
         last = self.updater.last_webhook.get(record["id"])
         if last is not None and (now - last).total_seconds() < WEBHOOKS_FLOWING:
-            return POLL_WITH_WEBHOOKS
-        return POLL_RUNNING
+            return self.poll_with_webhooks
+        return self.poll_running
 
     async def poll_forever(self, on_error: Callable[[ReplitrackError], None] | None = None) -> None:
         """Poll the unfinished trainings, each at its own pace, until cancelled. Honours 429."""
@@ -165,7 +166,7 @@ class TrainingService:
         while True:
             now = self.clock()
             due: list[str] = []
-            for record in self.store.trainings():
+            for record in self.store.unfinished():
                 interval = self.poll_interval(record, now)
                 last = polled.get(record["id"]) or parse_time(record.get("updated_at"))
                 if interval is not None and (last is None or (now - last).total_seconds() >= interval):

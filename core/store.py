@@ -37,6 +37,7 @@ from tinydb.table import Table
 
 from core import config
 from core.errors import StoreError, StoreInUseError, StoreWriteError
+from core.models import TERMINAL, parse_time
 
 DB_FILE = "replitrack.json"
 LOCK_FILE = "replitrack.lock"
@@ -62,6 +63,10 @@ class _KeyedTable(Table):
             table[doc_id] = document
 
         self._update_table(replace)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The stored documents themselves (callers must not change them): no copies, no Documents."""
+        return list(self._read_table().values())
 
 
 class _MemoryFirstStorage(Storage):
@@ -206,6 +211,10 @@ class Store:
     def trainings(self) -> list[dict[str, Any]]:
         return [dict(document) for document in self._trainings.all()]
 
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Trainings that have not ended, without copying the (many) finished ones."""
+        return [dict(d) for d in self._trainings.documents() if d.get("status") not in TERMINAL]
+
     def __len__(self) -> int:
         return len(self._trainings)
 
@@ -225,8 +234,6 @@ class Store:
 
     def durations(self, trainer: str) -> list[float]:
         """Seconds from start to completion of the earlier successful trainings of a trainer."""
-        from core.models import parse_time
-
         found = []
         for record in self._trainings.all():
             if record.get("trainer") == trainer and record.get("status") == "succeeded":

@@ -116,7 +116,10 @@ class Updater:
             record["updated_at"] = format_time(now)
             self.store.put(record)
         outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
-        became_terminal = training.status.terminal and (old_status is None or not old_status.terminal)
+        # Ended while we watched: a training first seen already finished (an import, a sync of an
+        # old one) did not "just" end, except when its own completion webhook is the news.
+        became_terminal = training.status.terminal and (
+            not old_status.terminal if old_status is not None else source == "webhook")
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
 

@@ -259,3 +259,10 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(isolated_home: Path, ki
             assert store.seen_webhook(f"msg_{i}")
             assert f"line {i}\n" in store.read_log(f"t{i % 7}")
         assert not store.notices  # never a torn file
+
+
+def test_unfinished_lists_only_trainings_that_have_not_ended(isolated_home: Path) -> None:
+    with Store() as store:
+        for tid, status in [("a", "succeeded"), ("b", "processing"), ("c", "aborted"), ("d", "starting")]:
+            store.put(record(tid, status=status))
+        assert sorted(r["id"] for r in store.unfinished()) == ["b", "d"]

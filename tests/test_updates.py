@@ -110,6 +110,15 @@ def test_progress_is_written_only_when_it_moves_a_point(updater: Updater) -> Non
     assert updater.store.log_length("zz4ibbonubfz7carwiefibzgga") == len(bars(*range(100, 130)))
 
 
+def test_only_an_ending_seen_as_it_happens_is_news(updater: Updater) -> None:
+    old = updater.apply(body("succeeded", bars(100), id="imported"), source="import")
+    assert old.outcome == "created" and not old.became_terminal  # no "training succeeded" for history
+    news = updater.apply(body("failed", bars(100), id="hooked"), source="webhook", webhook_id="h")
+    assert news.became_terminal  # its completion webhook is the first we hear of it
+    updater.apply(body("processing", bars(100)), source="poll")
+    assert updater.apply(body("canceled", bars(100)), source="poll").became_terminal
+
+
 def test_unknown_training_from_a_webhook_is_recorded(updater: Updater) -> None:
     result = updater.apply(body("processing", "Starting train job\n", id="newid"), source="webhook", webhook_id="x")
     assert result.outcome == "created" and updater.store.get("newid")["status"] == "processing"
