@@ -267,26 +267,30 @@ class LocalApi:
             return _unknown_event(request.match_info["event_id"])
         return web.json_response(record.to_dict())
 
-    async def get_event_body(self, request: web.Request) -> web.Response:
-        event_id = request.match_info["event_id"]
+    def _event_with_body(self, event_id: str, status: int, what: str) -> tuple[Any, bytes] | web.Response:
+        """The recorded event and its raw body, or the problem answer when either is gone."""
         record = self.receiver.events.get(event_id)
         if record is None:
             return _unknown_event(event_id)
         body = self.receiver.events.read_body(event_id)
         if body is None:
-            return problem(410, "body_not_kept", f"the body of {event_id} was not kept (too large, or evicted "
+            return problem(status, "body_not_kept", f"{what}: its body was not kept (too large, or evicted "
                            "to keep the event log within its bound)")
-        return web.Response(body=body, content_type="application/octet-stream")
+        return record, body
+
+    async def get_event_body(self, request: web.Request) -> web.Response:
+        event_id = request.match_info["event_id"]
+        found = self._event_with_body(event_id, 410, f"no body for {event_id}")
+        if isinstance(found, web.Response):
+            return found
+        return web.Response(body=found[1], content_type="application/octet-stream")
 
     async def replay_event(self, request: web.Request) -> web.Response:
         event_id = request.match_info["event_id"]
-        record = self.receiver.events.get(event_id)
-        if record is None:
-            return _unknown_event(event_id)
-        body = self.receiver.events.read_body(event_id)
-        if body is None:
-            return problem(409, "body_not_kept", f"cannot replay {event_id}: its body was not kept (too large, "
-                           "or evicted to keep the event log within its bound)")
+        found = self._event_with_body(event_id, 409, f"cannot replay {event_id}")
+        if isinstance(found, web.Response):
+            return found
+        record, body = found
         stamp = record.headers.get("webhook-timestamp", "")
         verify_at = float(stamp) if stamp.isdigit() else None  # as of when it was signed
         replayed = await self.receiver.receive(body, record.headers, method=record.method, path=record.path,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from core.errors import ReplitrackError
 from core.models import Status
 from tui.commands import _common as c
-from tui.commands import _output as o
 
 
 def register(subparsers: Any) -> None:
@@ -25,18 +23,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     view, old = c.run_async(retry(args.id))
-    if args.json and args.watch:  # then everything on stdout is JSON lines
-        print(json.dumps(view, ensure_ascii=False), flush=True)
-    elif args.json:
-        o.print_json(view)
-    else:
-        print(view["id"], flush=True)
-    o.say(f"started {view['id']}, a retry of {old} ({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
-    if args.watch:
-        from tui.commands.watch import watch
-
-        return c.run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
-    return c.EXIT_OK
+    return c.report_started(args, view, f"started {view['id']}, a retry of {old} "
+                                        f"({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
 
 
 async def retry(ref: str) -> tuple[dict[str, Any], str]:

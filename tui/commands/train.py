@@ -62,18 +62,8 @@ def run(args: argparse.Namespace) -> int:
     view = c.run_async(start(trainer, version, args.destination.strip(), given, images=args.images,
                              webhook=args.webhook, listen=args.listen,
                              create_destination=args.create_destination))
-    if args.json and args.watch:  # then everything on stdout is JSON lines
-        print(json.dumps(view, ensure_ascii=False), flush=True)
-    elif args.json:
-        o.print_json(view)
-    else:
-        print(view["id"], flush=True)
-    o.say(f"started {view['id']}: {trainer} → {view.get('destination') or args.destination}  {view.get('web_url') or ''}")
-    if args.watch:
-        from tui.commands.watch import watch
-
-        return c.run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
-    return c.EXIT_OK
+    return c.report_started(args, view, f"started {view['id']}: {trainer} → "
+                                        f"{view.get('destination') or args.destination}  {view.get('web_url') or ''}")
 
 
 def split_trainer(text: str) -> tuple[str, str | None]:
