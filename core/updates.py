@@ -14,6 +14,7 @@ Subscribers (the TUI, `replitrack listen`) hear about every applied update.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,9 @@ from typing import Any, Literal
 from core.models import Status, Training, format_time, parse_time, utcnow
 from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
+
+TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
+HISTORY_KEPT = 50  # recent successful runs a trainer's typical duration is learned from
 
 Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay"]
 Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "final"]
@@ -55,7 +59,8 @@ class Updater:
     def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.clock = clock
-        self._trackers: dict[str, ProgressTracker] = {}
+        self._trackers: OrderedDict[str, ProgressTracker] = OrderedDict()  # most recently used last
+        self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
         self._subscribers: list[Callable[[UpdateResult], None]] = []
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
 
@@ -66,19 +71,38 @@ class Updater:
 
     def tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
         """The live progress of a training, rebuilt from its stored log on first use."""
-        if training_id not in self._trackers:
-            record = self.store.get(training_id) or {}
-            trainer = record.get("trainer") or (training.model if training else "")
-            steps = steps_from_input(record.get("input") or (training.input if training else None))
-            tracker = ProgressTracker(self.store.durations(trainer), configured_steps=steps)
-            if record:
-                tracker.update(
-                    self.store.read_log(training_id), Status.parse(record.get("status")),
-                    now=self.clock(), started_at=parse_time(record.get("started_at")),
-                    created_at=parse_time(record.get("created_at")),
-                )
-            self._trackers[training_id] = tracker
-        return self._trackers[training_id]
+        if training_id in self._trackers:
+            self._trackers.move_to_end(training_id)
+            return self._trackers[training_id]
+        record = self.store.get(training_id) or {}
+        trainer = record.get("trainer") or (training.model if training else "")
+        steps = steps_from_input(record.get("input") or (training.input if training else None))
+        tracker = ProgressTracker(self.history(trainer), configured_steps=steps)
+        if record:
+            tracker.update(
+                self.store.read_log(training_id), Status.parse(record.get("status")),
+                now=self.clock(), started_at=parse_time(record.get("started_at")),
+                created_at=parse_time(record.get("created_at")),
+            )
+        self._trackers[training_id] = tracker
+        if len(self._trackers) > TRACKERS_KEPT:  # an import of thousands: keep memory bounded
+            self._trackers.popitem(last=False)
+        return tracker
+
+    def _learn_duration(self, record: dict[str, Any]) -> None:
+        """A success adds its duration to the trainer's history, if that is loaded."""
+        history = self._history.get(record.get("trainer", ""))
+        start = parse_time(record.get("started_at") or record.get("created_at"))
+        end = parse_time(record.get("completed_at"))
+        if history is not None and record["status"] == Status.SUCCEEDED and start and end and end > start:
+            history.append((end - start).total_seconds())
+            del history[:-HISTORY_KEPT]
+
+    def history(self, trainer: str) -> list[float]:
+        """Durations of the trainer's most recent successful runs (for ETAs with nothing to parse)."""
+        if trainer not in self._history:
+            self._history[trainer] = self.store.durations(trainer)[-HISTORY_KEPT:]
+        return self._history[trainer]
 
     def apply(self, training: Training | dict[str, Any], *, source: Source,
               webhook_id: str | None = None) -> UpdateResult:
@@ -112,14 +136,16 @@ class Updater:
         changes = {k: (before.get(k) if before else None, record.get(k)) for k in _WATCHED
                    if (before.get(k) if before else None) != record.get(k)}
         significant = before is None or _significant(before, record) or _details_changed(before, record)
-        if significant:
-            record["updated_at"] = format_time(now)
-            self.store.put(record)
-        outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
         # Ended while we watched: a training first seen already finished (an import, a sync of an
         # old one) did not "just" end, except when its own completion webhook is the news.
         became_terminal = training.status.terminal and (
             not old_status.terminal if old_status is not None else source == "webhook")
+        if significant:
+            record["updated_at"] = format_time(now)
+            self.store.put(record)
+            if became_terminal or before is None:
+                self._learn_duration(record)
+        outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
 

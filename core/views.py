@@ -51,7 +51,7 @@ def status_view(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | 
     """One training as scripts see it: the stored record, with live progress when given.
 
     `progress` is a `core.progress.Progress` (or its `to_dict()`), e.g. from
-    `Updater.tracker(id).progress`; omit it to show what the store holds.
+    `Updater.tracker(id).estimate(now)`; omit it to show what the store holds.
     """
     view: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
     view["terminal"] = is_terminal(record)

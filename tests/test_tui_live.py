@@ -167,3 +167,79 @@ async def test_the_command_palette_reaches_the_actions() -> None:
             titles = [command.title for command in app.get_system_commands(app.screen)]
             for wanted in ("Sync", "New training", "Import all trainings", "Sign in", "Help", "Sync all"):
                 assert wanted in titles
+
+
+async def test_new_training_creates_the_missing_destination_and_uploads_a_folder(tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.detail import DetailScreen
+    from tui.screens.new_training import NewTrainingScreen
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.png"):
+        (photos / name).write_bytes(b"\xff\xd8 not really an image " + name.encode())
+    async with simulated() as env:
+        destination = f"{env.sim.owner}/brand-new-lora"
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewTrainingScreen), what="the form")
+            form = app.screen
+            form.query_one("#new-destination", Input).value = destination
+            form.query_one("#new-images", Input).value = str(photos)
+            form.query_one("#new-extra", Input).value = "steps=20"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=8,
+                           what="the offer to create the destination")
+            assert "does not exist" in screen_text(app)
+            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), timeout=8, what="the new training")
+            started = env.sim.trainings()[0]
+            assert env.sim.model(destination)["name"] == "brand-new-lora"
+            uploaded = started["input"]["input_images"]
+            assert uploaded.startswith(env.client.base_url) and str(photos) not in uploaded
+            assert started["input"]["steps"] == 20
+
+
+async def test_importing_finished_trainings_announces_nothing(tmp_path: Path) -> None:
+    async with simulated() as env:
+        env.sim.add_model("me/flux-a")
+        for _ in range(3):
+            env.sim.add_finished_training(FLUX, "me/flux-a", {"input_images": "https://x/y.zip", "steps": 20})
+        marker = tmp_path / "hook-ran"
+        app = env.app(on_complete=f"touch {marker}")
+        notices: list[str] = []
+        app.notify = lambda message, **o: notices.append(message)  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert await app.import_all() == 3
+            await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 3, what="the rows")
+            await pilot.pause(0.3)
+            assert notices == ["Imported 3 trainings from your account."]
+            assert not marker.exists()
+
+
+async def test_the_detail_of_an_imported_training_fetches_its_log() -> None:
+    from tui.screens.detail import DetailScreen
+    from tui.widgets.chart import LossChart
+    from tui.widgets.live_log import LiveLog
+
+    async with simulated() as env:
+        env.sim.add_model("me/flux-a")
+        done = env.sim.add_finished_training(FLUX, "me/flux-a", {"input_images": "https://x/y.zip", "steps": 30})
+        await env.service.import_all()
+        assert env.store.log_length(done["id"]) == 0  # the list answer carries no log
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.query(LiveLog),
+                           what="the detail")
+            log_widget = app.screen.query_one(LiveLog)
+            await wait_for(pilot, lambda: log_widget.line_count > 20, what="the fetched log on screen")
+            assert env.store.log_length(done["id"]) > 0
+            await wait_for(pilot, lambda: len(app.screen.query_one(LossChart).losses) == 30, what="the loss curve")
+            assert "step 30 / 30" in screen_text(app)

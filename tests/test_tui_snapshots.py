@@ -66,7 +66,9 @@ def typing(*keys: str) -> Any:
 
     async def run(pilot: Any) -> None:
         await pilot.pause()
-        await pilot.press(*keys)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.app.workers.wait_for_complete()  # e.g. the full log's indexing thread
         await pilot.pause()
         for box in pilot.app.screen.query(Input):
             box.cursor_blink = False

@@ -132,3 +132,16 @@ def test_progress_survives_a_restart(isolated_home: Path) -> None:
     tracker = Updater(reopened, clock=lambda: T0).tracker("zz4ibbonubfz7carwiefibzgga")
     assert tracker.state.step == 310 and [s for s, _ in tracker.state.losses] == [100, 310]
     reopened.close()
+
+
+def test_earlier_runs_of_a_trainer_give_an_eta_when_the_log_says_nothing(updater: Updater) -> None:
+    quiet = {"model": "someone/quiet-trainer", "logs": "nothing to parse here\n"}
+    assert updater.apply(body("processing", id="first", **quiet), source="poll").progress.eta_seconds is None
+    for i, minutes in enumerate((10, 20, 30)):  # imported history, then one that ends while we watch
+        done = body("succeeded", id=f"old{i}", **quiet, started_at="2024-09-10T05:00:00Z",
+                    completed_at=f"2024-09-10T05:{minutes:02d}:00Z")
+        updater.apply(done, source="import")
+    fresh = updater.apply(body("processing", id="fresh", **quiet, started_at="2024-09-10T05:09:00Z"),
+                          source="poll")
+    # median of 10, 20 and 30 minutes = 20 minutes; the clock reads about 05:10 (T0 + a few seconds)
+    assert fresh.progress.eta_seconds == pytest.approx(20 * 60 - 60, abs=30)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -64,7 +63,3 @@ def screen_text(app: ReplitrackApp) -> str:
     """What the screen shows, as plain text lines (what a person reads)."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
-
-
-async def settle() -> None:
-    await asyncio.sleep(0)

@@ -10,6 +10,7 @@ a timer; the once-a-second tick only redraws elapsed/ETA text from what is alrea
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -114,6 +115,17 @@ class ReplitrackApp(App[int]):
         # repaint the whole detail screen.
         self.install_screen(ModelsScreen(), name="models")
         self.push_screen("models")
+        # Everything else waits for the first paint: the boot and the listener import modules
+        # (aiohttp, the simulator) and would hold the window blank meanwhile.
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        # What exists now (modules, Textual's machinery, the first screen) lives as long as the
+        # app: move it out of the garbage collector's way, so that a full collection, which
+        # otherwise walks all of it, does not stall a frame (measured: tens of ms each). Collect
+        # first, so that no garbage is frozen with it.
+        gc.collect()
+        gc.freeze()
         if self.boot is not None:
             self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
         elif self.needs_sign_in:
@@ -209,7 +221,9 @@ class ReplitrackApp(App[int]):
         self.records[tid] = status_view(result.record, result.progress, now=self.clock())
         if result.new_log and tid in self.log_sinks:
             self._pending_logs.setdefault(tid, []).append(result.new_log)
-        if result.became_terminal:
+        # Announce endings we watched happen, not history: importing 300 finished trainings
+        # must not raise 300 toasts (or run the hooks 300 times).
+        if result.became_terminal and result.source != "import" and result.outcome != "created":
             self._ended.append(tid)
         self._dirty.add(tid)
         self.post_message(TrainingsChanged())
@@ -259,8 +273,15 @@ class ReplitrackApp(App[int]):
         if record is None:
             return self.records.get(training_id)
         now = self.clock()
-        progress = self.service.updater.tracker(training_id).estimate(now) if tracked else None
-        view = status_view(record, progress, now=now)
+        tracker = self.service.updater.tracker(training_id) if tracked else None
+        view = status_view(record, tracker.estimate(now) if tracker else None, now=now)
+        if tracker is not None and view["terminal"]:
+            # A finished training's record keeps the figures of its last significant update
+            # (or none, when it was imported without its log): the parsed log knows the last.
+            state = tracker.state
+            for key in ("step", "total_steps", "loss", "lr", "rate", "train_percent"):
+                if getattr(state, key) is not None:
+                    view[key] = getattr(state, key)
         self.records[training_id] = view
         return view
 

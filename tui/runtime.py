@@ -63,9 +63,7 @@ def free_port() -> int:
 async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
                      scenario: str = "demo") -> Parts:
     """The simulator with the demo scenario, the listener receiving its webhooks, all imported."""
-    from listener.service import Listener
     from listener.simulator import Simulator
-    from listener.tunnel import TunnelConfig
 
     temp_home = None
     if home is None and not os.environ.get("REPLITRACK_HOME"):
@@ -78,21 +76,7 @@ async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | N
         base_url = await simulator.start()
         client = ReplicateClient(token=simulator.token, base_url=base_url)
         service = TrainingService(store, client)
-        # The listener's public face on a known port, declared as the "tunnel" URL: on loopback
-        # the simulator reaches it directly, exactly as Replicate would reach a tunnel.
-        port = free_port()
-        listener = Listener(service, secret=simulator.webhook_secret, public_port=port,
-                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), secret_source="demo")
-        await listener.start()
-        created = await simulator.run_scenario(scenario, webhook=listener.webhook_url)
-        # Replicate's training objects do not name their destination (only the output does, at the
-        # end); replitrack knows it for trainings it starts. The demo's were started by the
-        # scenario, so tell the store, as `replitrack train` would have recorded it.
-        for training in created:
-            destination = _simulated_destination(simulator, training["id"])
-            if destination and not training.get("output"):
-                service.updater.apply({**training, "destination": destination}, source="create")
-        await service.import_all()
+        listener = await populate_demo(service, simulator, scenario)
     except BaseException:
         if listener is not None:
             await listener.stop()
@@ -106,9 +90,30 @@ async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | N
     return Parts(store, client, service, listener, simulator, temp_home)
 
 
-def _simulated_destination(simulator: Any, training_id: str) -> str | None:
-    record = getattr(simulator, "_trainings", {}).get(training_id)
-    return getattr(record, "destination", None)
+async def populate_demo(service: TrainingService, simulator: Any, scenario: str) -> Any:
+    """Start the listener (its public face stands in for the tunnel: on loopback the simulator
+    reaches it as Replicate would reach a tunnel), run the scenario with its webhooks pointed
+    there, and import it. Returns the started listener."""
+    from listener.service import Listener
+    from listener.tunnel import TunnelConfig
+
+    port = free_port()
+    listener = Listener(service, secret=simulator.webhook_secret, public_port=port,
+                        tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), secret_source="demo")
+    await listener.start()
+    try:
+        created = await simulator.run_scenario(scenario, webhook=listener.webhook_url)
+        # The scenario started these, so it knows their destinations, as `replitrack train` would
+        # have recorded them (Replicate's training objects name theirs only in the final output).
+        for training in created:
+            destination = simulator.destination_of(training["id"])
+            if destination and not training.get("output"):
+                service.updater.apply({**training, "destination": destination}, source="create")
+        await service.import_all()
+    except BaseException:
+        await listener.stop()
+        raise
+    return listener
 
 
 def tunnel_config(no_tunnel: bool = False, public_url: str | None = None) -> Any:
@@ -147,9 +152,7 @@ DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobod
 
 async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: str = "demo") -> None:
     """The demo's simulator and listener, started inside the app after its first paint."""
-    from listener.service import Listener
     from listener.simulator import Simulator
-    from listener.tunnel import TunnelConfig
 
     service = app.service
     simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
@@ -157,16 +160,7 @@ async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: st
     base_url = await simulator.start()
     placeholder, service.client = service.client, ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
     await placeholder.aclose()
-    port = free_port()
-    app.listener = Listener(service, secret=simulator.webhook_secret, public_port=port,
-                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), secret_source="demo")
-    await app.listener.start()
-    created = await simulator.run_scenario(scenario, webhook=app.listener.webhook_url)
-    for training in created:  # see start_demo: the scenario knows the destinations
-        destination = _simulated_destination(simulator, training["id"])
-        if destination and not training.get("output"):
-            service.updater.apply({**training, "destination": destination}, source="create")
-    await service.import_all()
+    app.listener = await populate_demo(service, simulator, scenario)
 
 
 async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, **app_options: Any) -> int:

@@ -242,6 +242,12 @@ class Simulator:
             raise UnknownTrainingError(training_id)
         return record.to_json(self.base_url)
 
+    def destination_of(self, training_id: str) -> str | None:
+        """The destination a training was created with. Replicate's training objects do not carry
+        it; whoever starts a training knows it, and the demo needs to tell its store."""
+        record = self._trainings.get(training_id)
+        return record.destination if record is not None else None
+
     def trainings(self) -> list[dict[str, Any]]:
         """Every training, newest first, as GET would answer each."""
         return [r.to_json(self.base_url) for r in self._sorted()]

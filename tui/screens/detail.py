@@ -27,6 +27,7 @@ from tui.widgets.stages import StageTimeline
 from tui.widgets.status_line import StatusLine
 
 TRACEBACK_TAIL = 12  # lines of the traceback shown when a training failed
+NO_LOSS = "this training's log reported no loss values"
 
 
 def stats_table(view: dict[str, Any], now: datetime) -> Table:
@@ -140,6 +141,11 @@ class DetailScreen(Screen[None]):
         await asyncio.to_thread(updater.tracker, self.training_id)
         self.tracked = True
         self.refresh_all()
+        app: Any = self.app
+        if app.store.log_length(self.training_id) == 0 and app.service.client.token:
+            # Imported trainings come without their log (Replicate's list leaves it out):
+            # fetch this one in full; the log, the curve and the outcome fill in as it lands.
+            await app.guarded(app.service.refresh(self.training_id, source="sync"))
 
     def on_unmount(self) -> None:
         if self._unsubscribe_log:
@@ -164,7 +170,11 @@ class DetailScreen(Screen[None]):
         self._update_if_changed("#detail-inputs", inputs_text(view))
         if self.tracked:
             state = app.service.updater.tracker(self.training_id).state  # type: ignore[attr-defined]
-            self.query_one(LossChart).set_data(state.losses, state.lrs)
+            chart = self.query_one(LossChart)
+            if Status.parse(view.get("status")).terminal and chart.empty_message != NO_LOSS:
+                chart.empty_message = NO_LOSS
+                chart.refresh()
+            chart.set_data(state.losses, state.lrs)
             outcome = outcome_text(view, state.traceback, state.error_lines)
         else:
             outcome = outcome_text(view, None, [])

@@ -107,6 +107,7 @@ class LogHistoryScreen(Screen[None]):
         view = self.query_one(LogFileView)
         view.current = None
         self.find(backwards=False)
+        event.input.add_class("hidden")  # the title shows the query; n/N move between matches
         view.focus()
 
     def find(self, *, backwards: bool) -> None:

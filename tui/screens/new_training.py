@@ -55,7 +55,6 @@ class NewTrainingScreen(Screen[None]):
             yield Input(id="new-images", placeholder="~/photos/me  or  ./faces.zip  or  https://…/faces.zip")
             yield Label("More inputs as name=value pairs (optional; the fields below appear once loaded)")
             yield Input(id="new-extra", placeholder="steps=1000 trigger_word=TOK")
-            yield Static(id="new-schema-note", classes="note")
             yield Vertical(id="new-fields")
             yield Static(id="new-message")
             with Horizontal(id="new-buttons"):

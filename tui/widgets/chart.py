@@ -113,15 +113,18 @@ def _columns(points: Sequence[Point], x_low: float, x_high: float, low: float, h
     return spans
 
 
-def plot(series: Sequence[Series], width: int, height: int, *, x_label: str = "step") -> Text:
+WAITING = "no loss reported yet: the curve appears once training steps are logged"
+
+
+def plot(series: Sequence[Series], width: int, height: int, *, x_label: str = "step",
+         empty: str = WAITING) -> Text:
     """The whole chart (axes, labels, legend) as `height` lines of `width` cells."""
     # Drop NaN/inf once; every later pass works on these lists.
     drawn = [Series(s.name, points, s.style, s.axis) for s in series if (points := _finite(s.points))]
     if width < 20 or height < 5:
         return Text("(too small for a chart)", style="dim")
     if not drawn:
-        return Text("no loss reported yet: the curve appears once training steps are logged",
-                    style="dim", justify="center")
+        return Text(empty, style="dim", justify="center")
     left = [y for s in drawn if s.axis == "left" for _, y in s.points]
     right = [y for s in drawn if s.axis == "right" for _, y in s.points]
     x_low = min(s.points[0][0] for s in drawn)  # series come sorted by step
@@ -187,6 +190,7 @@ class LossChart(Widget):
         self._seen = (0, 0)
         self._last: tuple[int, float] | None = None
         self._drawn_at = float("-inf")
+        self.empty_message = WAITING  # what to say while there is nothing to draw
         self._pending = False
 
     def set_data(self, losses: Sequence[tuple[int, float]], lrs: Sequence[tuple[int, float]]) -> None:
@@ -218,4 +222,4 @@ class LossChart(Widget):
             series.append(Series("smoothed", smooth(losses), "bold cyan"))
         if lrs:
             series.append(Series("lr", lrs, "yellow", axis="right"))
-        return plot(series, self.size.width, self.size.height)
+        return plot(series, self.size.width, self.size.height, empty=self.empty_message)

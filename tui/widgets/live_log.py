@@ -12,7 +12,7 @@ import re
 from textual.widgets import Log
 
 FLUSH_EVERY = 0.1  # seconds
-TAIL_LINES = 5_000
+TAIL_LINES = 2_000  # the live tail; the whole log is one key away (h)
 BACKGROUND_RETRY = 0.5  # seconds between flush attempts while another screen is on top
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -140,11 +141,14 @@ class LogFileView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     LogFileView { height: 1fr; }
     """
-    BINDINGS = [
-        ("up", "scroll_up", "Up"), ("down", "scroll_down", "Down"),
-        ("pageup", "page_up", "Page up"), ("pagedown", "page_down", "Page down"),
-        ("home", "scroll_home", "Top"), ("end", "scroll_end", "End"),
-        ("left", "scroll_left", "Left"), ("right", "scroll_right", "Right"),
+    BINDINGS = [  # the usual scrolling keys; not in the footer, which keeps the screen's own
+        Binding(key, action, description, show=False)
+        for key, action, description in (
+            ("up", "scroll_up", "Up"), ("down", "scroll_down", "Down"),
+            ("pageup", "page_up", "Page up"), ("pagedown", "page_down", "Page down"),
+            ("home", "scroll_home", "Top"), ("end", "scroll_end", "End"),
+            ("left", "scroll_left", "Left"), ("right", "scroll_right", "Right"),
+        )
     ]
 
     def __init__(self, path: Path, *, id: str | None = None) -> None:
