@@ -40,7 +40,9 @@ def stats_table(view: dict[str, Any], now: datetime) -> Table:
     table.add_row("Loss", Text(number(view.get("loss")), style="cyan"))
     table.add_row("LR", Text(number(view.get("lr")), style="yellow"))
     table.add_row("Trainer", safe(view.get("trainer")))
-    table.add_row("Updated", safe((view.get("updated_at") or "–").replace("T", " ")[:19]))
+    last = view.get("completed_at") or view.get("updated_at")  # a finished one's last news is its end
+    table.add_row("Completed" if view.get("completed_at") else "Updated",
+                  safe((last or "–").replace("T", " ")[:19]))
     return table
 
 

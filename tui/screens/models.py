@@ -145,7 +145,8 @@ class ModelsScreen(Screen[None]):
             "stage": short(stage_label(view.get("stage")), 13),
             "eta": Text(eta_text(view, now)),
             "elapsed": Text(duration(elapsed_seconds(view, now))),
-            "updated": Text(ago_short(view.get("updated_at"), now), style="dim"),
+            # A finished training's last news is its completion, not when we happened to import it.
+            "updated": Text(ago_short(view.get("completed_at") or view.get("updated_at"), now), style="dim"),
         }
 
     def rebuild(self) -> None:
