@@ -92,6 +92,7 @@ class ModelsScreen(Screen[None]):
         self.shown: list[str] = []
         self._rows: set[str] = set()
         self._stale: set[str] = set()  # changed while another screen was on top
+        self._finished_ago: dict[str, str] = {}  # the "updated" text last shown for finished rows
         self._hay: dict[str, str] = {}  # training id → what the filter searches, lowercased
         self._filter_timer: Any = None
 
@@ -227,6 +228,11 @@ class ModelsScreen(Screen[None]):
                 cells = self.cells(view, now)
                 for column in TICKING:
                     table.update_cell(tid, column, cells[column])
+            else:  # only "2m ago" moves, and only now and then: touch the cell when its text does
+                ago = ago_short(view.get("completed_at") or view.get("updated_at"), now)
+                if self._finished_ago.get(tid) != ago:
+                    self._finished_ago[tid] = ago
+                    table.update_cell(tid, "updated", Text(ago, style="dim"))
 
     # ----- actions -----------------------------------------------------------------------------
     @on(DataTable.RowSelected, "#models-table")
