@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,10 @@ class _MemoryFirstStorage(Storage):
 class Store:
     """Trainings, their logs and the seen webhook ids, under one directory."""
 
-    def __init__(self, home: Path | str | None = None, *, readonly: bool = False) -> None:
+    def __init__(self, home: Path | str | None = None, *, readonly: bool = False,
+                 wait: float = 2.0) -> None:
+        """`wait`: how long to wait for another writer to let go (a `logs --follow` holds the
+        store only for a moment per poll) before saying who holds it."""
         self.home = Path(home) if home is not None else config.home()
         self.readonly = readonly
         self.notices: list[str] = []  # things the user should be told (e.g. a corrupt file moved aside)
@@ -103,7 +107,7 @@ class Store:
             raise StoreError(f"cannot create the store directory {self.home}: {error.strerror}. "
                              "Set REPLITRACK_HOME to a writable directory.") from error
         if not readonly:
-            self._acquire_lock()
+            self._acquire_lock(wait)
         self._log_chars: dict[str, int] = {}
         self._log_bytes: dict[str, int] = {}
         self._dirty_logs: set[str] = set()  # appended since the last checkpoint, not yet fsynced
@@ -131,15 +135,21 @@ class Store:
     def db_path(self) -> Path:
         return self.home / DB_FILE
 
-    def _acquire_lock(self) -> None:
+    def _acquire_lock(self, wait: float) -> None:
         path = self.home / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            owner = read_owner(self.home) or {}
-            raise StoreInUseError(str(self.home), owner.get("pid"), owner.get("api")) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                owner = read_owner(self.home) or {}
+                raise StoreInUseError(str(self.home), owner.get("pid"), owner.get("api")) from None
         self._lock_fd = fd
         self._write_owner(None)
 

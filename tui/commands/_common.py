@@ -134,7 +134,7 @@ def open_store(*, write: bool) -> Iterator[Store]:
     store: Store
     if write:
         try:
-            store = Store()
+            store = Store(wait=0)  # it has its fallback: never keep a command waiting
         except StoreInUseError:
             store = Store(readonly=True)  # someone took it in the meantime: fall back to reading
     else:

@@ -205,7 +205,7 @@ class Follower:
         from core.store import Store
 
         try:
-            store = Store()
+            store = Store(wait=0)  # a TUI starting now must not wait for us, nor we for it
         except StoreInUseError:
             return Tick(dict(self._views))  # someone just took it: the next tick reads from them
         texts: dict[str, str] = {}
