@@ -266,3 +266,19 @@ def test_unfinished_lists_only_trainings_that_have_not_ended(isolated_home: Path
         for tid, status in [("a", "succeeded"), ("b", "processing"), ("c", "aborted"), ("d", "starting")]:
             store.put(record(tid, status=status))
         assert sorted(r["id"] for r in store.unfinished()) == ["b", "d"]
+
+
+def test_a_writer_waits_for_a_brief_holder_to_let_go(isolated_home: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom core.store import Store\ns = Store()\n"
+                               "print('ready', flush=True)\ntime.sleep(0.5)\ns.close()"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "REPLITRACK_HOME": str(isolated_home)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreInUseError):
+            Store(wait=0)  # a command that has a fallback does not wait
+        with Store(wait=5) as store:  # the app starting while `logs --follow` polls
+            assert store.trainings() == []
+    finally:
+        holder.wait()
