@@ -60,6 +60,17 @@ def add_command(subparsers: Any, name: str, run: Callable[[argparse.Namespace], 
     return parser
 
 
+def speed_factor(text: str) -> float:
+    """argparse type of `--speed` (demo, sim): how many times faster than real time."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 10 for ten times real time)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0 (1 is real time, 10 ten times faster)")
+    return value
+
+
 def use_usage_exit(parser: argparse.ArgumentParser) -> None:
     """argparse exits 2 on a usage error, which is also "canceled" here: exit 64 instead."""
     def error(message: str) -> None:  # same output as argparse, other code

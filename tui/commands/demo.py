@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 10 for ten times real time)") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("the speed must be above 0 (1 is real time)")
-    return value
+from tui.commands._common import speed_factor
 
 
 def add_hook_options(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +22,7 @@ def register(subparsers: Any) -> None:
                     "every state; webhooks flow to the built-in listener. Nothing is configured and "
                     "nothing leaves this machine. The store is a temporary directory unless "
                     "REPLITRACK_HOME is set.")
-    parser.add_argument("--speed", type=positive, default=None,
+    parser.add_argument("--speed", type=speed_factor, default=None,
                         help="how much faster than real time the trainings run (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated trainings")
     add_hook_options(parser)

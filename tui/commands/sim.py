@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tui.commands._common import speed_factor
+
 # Kept in step with listener.simulator.SCENARIOS (a test checks); not imported here so that
 # `replitrack --help` does not load aiohttp.
 SCENARIO_HELP = (
@@ -12,16 +14,6 @@ SCENARIO_HELP = (
     "flaky (the demo with throttling, 5xx and misbehaving webhooks), "
     "many (150 past trainings and one running)"
 )
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0 (1 is real time, 10 ten times faster)")
-    return value
 
 
 def _port(text: str) -> int:
@@ -45,7 +37,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
-    parser.add_argument("--speed", type=_positive, default=1.0,
+    parser.add_argument("--speed", type=speed_factor, default=1.0,
                         help="how much faster than real time trainings run (default 1; 10 runs a 1,000-step flux training in about 2 minutes)")
     parser.add_argument("--seed", type=int, default=0, help="seed for ids, logs and faults (same seed, same run)")
     parser.add_argument("--scenario", metavar="NAME", help=SCENARIO_HELP)
