@@ -221,7 +221,7 @@ class Store:
         return dict(document) if document is not None else None
 
     def trainings(self) -> list[dict[str, Any]]:
-        return [dict(document) for document in self._trainings.all()]
+        return [dict(document) for document in self._trainings.documents()]
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Trainings that have not ended, without copying the (many) finished ones."""
@@ -241,7 +241,7 @@ class Store:
         """A training by id, or the latest training of a destination model `owner/name`."""
         if record := self.get(ref):
             return record
-        matches = [r for r in self._trainings.all() if r.get("destination") == ref]
+        matches = [r for r in self._trainings.documents() if r.get("destination") == ref]
         return dict(max(matches, key=lambda r: r.get("created_at") or "")) if matches else None
 
     def durations(self, trainer: str) -> list[float]:

@@ -30,19 +30,14 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import ApiError, NotFoundError, ReplitrackError
-from core.models import Status, utcnow
+from core.models import Status
 from core.service import TrainingService, UnknownTrainingError
-from core.views import logs_view, status_view
+from core.views import logs_view, tracked_status_view
 from listener.receiver import WebhookReceiver, problem
 
 DEFAULT_TAIL = 200
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
-ROUTES = ("GET /api/models/{id}/status", "GET /api/replicate/training-logs/{id}",
-          "POST /api/replicate/sync-completed", "GET /api/events", "GET /api/events/{id}",
-          "GET /api/events/{id}/body", "POST /api/events/{id}/replay", "GET /api/listener",
-          "POST /api/trainings", "POST /api/trainings/{id}/retry", "POST /api/trainings/{id}/cancel",
-          "POST /api/import")
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
@@ -113,7 +108,9 @@ class LocalApi:
         try:
             return await handler(request)
         except web.HTTPNotFound:
-            return problem(404, "not_found", "no such route on the local API; it serves: " + ", ".join(ROUTES))
+            served = sorted({f"{r.method} {r.resource.canonical}" for r in request.app.router.routes()
+                             if r.method != "HEAD" and r.resource is not None})
+            return problem(404, "not_found", "no such route on the local API; it serves: " + ", ".join(served))
         except web.HTTPMethodNotAllowed as error:
             return problem(405, "method_not_allowed",
                            f"use {', '.join(sorted(error.allowed_methods))} for {request.path}")
@@ -126,10 +123,7 @@ class LocalApi:
             return None
 
     def _status(self, record: dict[str, Any]) -> dict[str, Any]:
-        if Status.parse(record.get("status")).terminal:
-            return status_view(record)
-        now = utcnow()
-        return status_view(record, self.service.updater.tracker(record["id"]).estimate(now), now=now)
+        return tracked_status_view(self.service.updater, record)
 
     async def model_status(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]

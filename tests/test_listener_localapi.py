@@ -187,3 +187,11 @@ async def test_start_retry_cancel_and_import_act_through_the_owner(isolated_home
         assert code == 415
         code, refused, _ = await post(f"{api}/api/trainings/nosuchtraining/retry", b"", {})
         assert code == 404
+
+
+async def test_an_unknown_route_lists_the_routes_served(isolated_home: Path) -> None:
+    async with running_listener() as listener:
+        code, data = await get(f"{listener.local_url}/api/nothing-here")
+        assert code == 404 and "no such route" in data["detail"]
+        for route in ("GET /api/models/{ref}/status", "POST /api/import", "POST /api/trainings/{ref}/retry"):
+            assert route in data["detail"]

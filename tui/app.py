@@ -221,9 +221,9 @@ class ReplitrackApp(App[int]):
         self.records[tid] = status_view(result.record, result.progress, now=self.clock())
         if result.new_log and tid in self.log_sinks:
             self._pending_logs.setdefault(tid, []).append(result.new_log)
-        # Announce endings we watched happen, not history: importing 300 finished trainings
-        # must not raise 300 toasts (or run the hooks 300 times).
-        if result.became_terminal and result.source != "import" and result.outcome != "created":
+        # became_terminal means an ending seen as it happened (core decides): importing 300
+        # finished trainings raises no toast and runs no hook.
+        if result.became_terminal:
             self._ended.append(tid)
         self._dirty.add(tid)
         self.post_message(TrainingsChanged())
