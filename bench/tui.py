@@ -35,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # sample_data, synthlog: test-only helpers
 
 MINIMAL_APP = """
 from textual.app import App
@@ -87,7 +88,7 @@ def first_paint(argv: list[str], marker: bytes, env: dict[str, str], timeout: fl
 
 def bench_first_paint(runs: int) -> None:
     from core.store import Store
-    from tui.sample_data import bulk_records
+    from sample_data import bulk_records
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLICATE_", "NGROK"))}
     base_env.update(TERM="xterm-256color", COLUMNS="120", LINES="36")
@@ -193,7 +194,7 @@ async def bench_streaming(lines: int) -> None:
     from core.client import ReplicateClient
     from core.service import TrainingService
     from core.store import Store
-    from core.synthlog import flux_lines
+    from synthlog import flux_lines
     from core.updates import Updater
     from tui.app import create_app
     from tui.screens.detail import DetailScreen
@@ -280,7 +281,7 @@ async def bench_webhook_latency(count: int) -> None:
     from listener.service import Listener
     from listener.tunnel import TunnelConfig
     from tui.app import create_app
-    from tui.runtime import free_port
+    from tui.cli.runtime import free_port
     from tui.screens.models import ModelsScreen
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -19,7 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tui.app import ReplitrackApp, create_app  # noqa: E402
-from tui.runtime import start_demo  # noqa: E402
+from tui.cli.runtime import start_demo  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (120, 36)

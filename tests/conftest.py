@@ -18,7 +18,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-# ---- the simulated Replicate (listener/simulator) -----------------------------------------------
+# ---- the simulated Replicate (simulator) -----------------------------------------------
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ async def simulator():  # type: ignore[no-untyped-def]
 
     Tests may change `simulator.speed` or `simulator.faults` while it runs.
     """
-    from listener.simulator import Simulator
+    from simulator import Simulator
 
     sim = Simulator(speed=50, seed=0)
     await sim.start()

@@ -11,7 +11,7 @@ import pytest
 
 from cli_helpers import cli_env, run
 from core.views import STATUS_KEYS
-from listener.simulator import Simulator
+from simulator import Simulator
 
 FLUX = "ostris/flux-dev-lora-trainer"
 

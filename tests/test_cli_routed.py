@@ -16,7 +16,7 @@ import pytest
 
 from cli_helpers import cli_env, run, start
 from core.views import STATUS_KEYS
-from listener.simulator import Simulator
+from simulator import Simulator
 
 FLUX = "ostris/flux-dev-lora-trainer"
 IMAGES = "https://example.invalid/portraits.zip"

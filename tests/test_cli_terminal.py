@@ -15,7 +15,7 @@ import pytest
 from cli_helpers import ROOT, cli_env, run, start
 from core.store import Store
 from core.updates import Updater
-from listener.simulator import Simulator
+from simulator import Simulator
 
 FLUX = "ostris/flux-dev-lora-trainer"
 TID = "ttyescapes0000000000000000"

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from core.errors import BadArgumentError
 from core.views import LOGS_KEYS, STATUS_KEYS, logs_view, status_view, tail_offset
-from tui.commands import _common as c
-from tui.commands import _output as o
-from tui.commands.train import check_inputs, parse_inputs
+from tui.cli import _common as c
+from tui.cli import _output as o
+from tui.cli.train import check_inputs, parse_inputs
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 RUNNING = {"id": "abc", "status": "processing", "stage": "training", "overall_percent": 40.0, "step": 100,

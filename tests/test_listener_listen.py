@@ -23,7 +23,7 @@ from core.service import TrainingService
 from core.store import Store
 from core.webhooks import verify_webhook
 from listener.service import Listener
-from listener.simulator import Simulator
+from simulator import Simulator
 from test_listener_helpers import SECRET, bars, signed, training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def test_bad_arguments_are_clear_messages(isolated_home: Path, capsys: pytest.Ca
 
 
 def test_sizes_and_event_lists_parse() -> None:
-    from tui.commands.listen import parse_events, parse_size
+    from tui.cli.listen import parse_events, parse_size
 
     assert parse_size("64MiB") == 64 * 1024 * 1024 and parse_size("500k") == 500 * 1024
     assert parse_size("1048576") == 1048576 and parse_size("1.5 GB") == int(1.5 * 1024 ** 3)

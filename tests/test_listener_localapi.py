@@ -125,7 +125,7 @@ async def test_binding_the_local_api_elsewhere_needs_a_flag(isolated_home: Path)
 
 @pytest.fixture
 async def sim():
-    from listener.simulator import Simulator
+    from simulator import Simulator
 
     simulator = Simulator(speed=3000, seed=11)
     await simulator.start()

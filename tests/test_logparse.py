@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.logparse import LogParser, LogState, Stage
-from core.synthlog import JOB, flux_lines, flux_log, snapshots, tqdm_line
+from synthlog import JOB, flux_lines, flux_log, snapshots, tqdm_line
 from tests.conftest import REFERENCE
 
 LOGS = REFERENCE / "logs"

@@ -17,7 +17,7 @@ from core.progress import (
     steps_from_input,
     time_curve,
 )
-from core.synthlog import JOB, flux_log, tqdm_line
+from synthlog import JOB, flux_log, tqdm_line
 from tests.conftest import REFERENCE
 
 T0 = datetime(2024, 9, 10, 5, 10, 0, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.synthlog import flux_log
+from synthlog import flux_log
 from tests.conftest import REFERENCE
 
 LOGS = REFERENCE / "logs"

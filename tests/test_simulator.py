@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from core.errors import ReplitrackError
-from listener.simulator import (
+from simulator import (
     SCENARIOS,
     SCRIPTS,
     TRAINERS,
@@ -676,6 +676,6 @@ def test_the_sim_command_rejects_a_bad_speed(monkeypatch: pytest.MonkeyPatch, ca
 
 
 def test_the_sim_help_names_every_scenario() -> None:
-    from tui.commands.sim import SCENARIO_HELP
+    from tui.cli.sim import SCENARIO_HELP
 
     assert all(name in SCENARIO_HELP for name in SCENARIOS)

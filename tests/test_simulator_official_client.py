@@ -14,7 +14,7 @@ import replicate
 from replicate.exceptions import ReplicateError
 from replicate.pagination import async_paginate
 
-from listener.simulator import TRAINERS, Simulator
+from simulator import TRAINERS, Simulator
 
 FLUX = "ostris/flux-dev-lora-trainer"
 FLUX_VERSION = TRAINERS[FLUX].version

@@ -17,7 +17,7 @@ from aiohttp import web
 from replicate.webhook import InvalidSignatureError, WebhookSigningSecret
 from standardwebhooks import Webhook
 
-from listener.simulator import Simulator
+from simulator import Simulator
 
 FLUX = "ostris/flux-dev-lora-trainer"
 DEST = "demo-user/faces"

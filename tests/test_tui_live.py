@@ -18,8 +18,8 @@ from core.webhooks import sign_webhook
 from listener.service import Listener
 from listener.tunnel import TunnelConfig
 from tui.app import create_app
-from tui.runtime import free_port
-from tui.sample_data import bulk_records
+from tui.cli.runtime import free_port
+from sample_data import bulk_records
 from tui.screens.models import MAX_ROWS, ModelsScreen
 from tui_support import FLUX, SIZE, screen_text, simulated, wait_for
 

@@ -19,7 +19,7 @@ from core.client import ReplicateClient
 from core.service import TrainingService
 from core.store import Store
 from tui.app import ReplitrackApp, create_app
-from tui.sample_data import T0, SampleClock, populate
+from sample_data import T0, SampleClock, populate
 
 SIZE = (120, 36)
 NEVER_IMPORTED = {

@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 from core.client import ReplicateClient
 from core.service import TrainingService
 from core.store import Store
-from listener.simulator import Simulator
+from simulator import Simulator
 from tui.app import ReplitrackApp, create_app
 
 FLUX = "ostris/flux-dev-lora-trainer"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from core import config
 from core.errors import BadArgumentError, ReplitrackError
 from core.models import Status
-from tui.commands._output import say, warn
+from tui.cli._output import say, warn
 
 if TYPE_CHECKING:
     from core.client import ReplicateClient
@@ -88,14 +88,14 @@ def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) ->
     if args.json and args.watch:  # then everything on stdout is JSON lines
         print(json.dumps(view, ensure_ascii=False), flush=True)
     elif args.json:
-        from tui.commands._output import print_json
+        from tui.cli._output import print_json
 
         print_json(view)
     else:
         print(view["id"], flush=True)
     say(note)
     if args.watch:
-        from tui.commands.watch import watch
+        from tui.cli.watch import watch
 
         return run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
     return EXIT_OK

@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 IMAGES_KEY = "input_images"
 _OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")

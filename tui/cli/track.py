@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands.demo import add_hook_options
+from tui.cli.demo import add_hook_options
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tui.runtime import run_live
+    from tui.cli.runtime import run_live
 
     return asyncio.run(run_live(no_tunnel=getattr(args, "no_tunnel", False),
                                 public_url=getattr(args, "public_url", None),

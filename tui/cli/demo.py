@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands._common import speed_factor
+from tui.cli._common import speed_factor
 
 
 def add_hook_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tui.runtime import DEMO_SPEED, run_demo
+    from tui.cli.runtime import DEMO_SPEED, run_demo
 
     return asyncio.run(run_demo(speed=args.speed or DEMO_SPEED, seed=args.seed,
                                 on_complete=args.on_complete, on_fail=args.on_fail))

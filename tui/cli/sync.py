@@ -13,8 +13,8 @@ import argparse
 from typing import Any
 
 from core.errors import BadArgumentError, ReplitrackError
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 
 def register(subparsers: Any) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands._common import speed_factor
+from tui.cli._common import speed_factor
 
-# Kept in step with listener.simulator.SCENARIOS (a test checks); not imported here so that
+# Kept in step with simulator.SCENARIOS (a test checks); not imported here so that
 # `replitrack --help` does not load aiohttp.
 SCENARIO_HELP = (
     "start with a named situation: demo (flux succeeding, SDXL, one failing, one queued), "
@@ -54,11 +54,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from listener.simulator import Simulator
+    from simulator import Simulator
 
     simulator = Simulator(speed=args.speed, seed=args.seed, scenario=None)
     if args.scenario:
-        from listener.simulator import SCENARIOS, UnknownScenarioError
+        from simulator import SCENARIOS, UnknownScenarioError
 
         if args.scenario not in SCENARIOS:
             raise UnknownScenarioError(

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from core.errors import BadArgumentError
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +44,7 @@ async def _run(args: argparse.Namespace) -> int:
         out.finish()
         return c.EXIT_OK
 
-    from tui.commands._follow import Follower, Tick
+    from tui.cli._follow import Follower, Tick
 
     follower = Follower([record["id"]], offsets={record["id"]: len(log)}, interval=args.interval, progress=False)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from core.errors import ReplitrackError
 from core.models import Status
-from tui.commands import _common as c
+from tui.cli import _common as c
 
 
 def register(subparsers: Any) -> None:

@@ -63,7 +63,7 @@ def free_port() -> int:
 async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
                      scenario: str = "demo") -> Parts:
     """The simulator with the demo scenario, the listener receiving its webhooks, all imported."""
-    from listener.simulator import Simulator
+    from simulator import Simulator
 
     temp_home = None
     if home is None and not os.environ.get("REPLITRACK_HOME"):
@@ -152,7 +152,7 @@ DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobod
 
 async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: str = "demo") -> None:
     """The demo's simulator and listener, started inside the app after its first paint."""
-    from listener.simulator import Simulator
+    from simulator import Simulator
 
     service = app.service
     simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)

@@ -1,4 +1,4 @@
-"""The `replitrack` command: one subcommand per module in `tui.commands`.
+"""The `replitrack` command: one subcommand per module in `tui.cli`.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets `run`, a
 function `run(args) -> int`. Modules import their heavy dependencies inside `run`, so that
@@ -41,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow your Replicate trainings live: progress, stage, ETA, logs, loss curve.",
     )
     # `replitrack` alone opens the app, so the app's options work without a subcommand too.
-    importlib.import_module("tui.commands.track").add_options(parser)
+    importlib.import_module("tui.cli.track").add_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"tui.commands.{name}").register(commands)
-    from tui.commands._common import use_usage_exit
+        importlib.import_module(f"tui.cli.{name}").register(commands)
+    from tui.cli._common import use_usage_exit
 
     for each in (parser, *commands.choices.values()):
         use_usage_exit(each)  # a usage error exits 64 everywhere: 2 means "canceled" to scripts
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)
     if run is None:  # no subcommand: open the app (sign-in first when there is no token)
-        run = importlib.import_module("tui.commands.track").run
+        run = importlib.import_module("tui.cli.track").run
     try:
         return int(run(args) or 0)
     except ReplitrackError as error:
@@ -65,7 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,8 +31,8 @@ from core.errors import (
 )
 from core.models import Status
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 OWNED_TICK = 0.25  # reading local files is cheap: stay close to what the owner shows
 RELOAD_EVERY = 1.0  # seconds: re-read the owner's store at least this often

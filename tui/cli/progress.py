@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from core.errors import ReplitrackError
-from tui.commands import _common as c
+from tui.cli import _common as c
 
 STATUSES = ("starting", "processing", "succeeded", "failed", "canceled", "aborted")
 

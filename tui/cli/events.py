@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from core.errors import BadArgumentError, ReplitrackError
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 VERDICT_STYLE = {"accepted": "green", "duplicate": "dim", "ignored": "yellow", "rejected": "red", "error": "red"}
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from core.errors import ReplitrackError
 from core.models import Status
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 
 def register(subparsers: Any) -> None:

@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 
 def register(subparsers: Any) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from core.models import format_time
-from core.synthlog import flux_lines
+from synthlog import flux_lines
 from core.updates import Updater
 
 T0 = datetime(2026, 11, 24, 9, 0, 0, tzinfo=timezone.utc)

@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 from core.errors import BadArgumentError
-from tui.commands import _common as c
-from tui.commands import _output as o
+from tui.cli import _common as c
+from tui.cli import _output as o
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def watch(refs: list[str], *, interval: float = 5.0, json_lines: bool = False) -> int:
-    from tui.commands._follow import Follower
+    from tui.cli._follow import Follower
 
     follower = Follower(list(dict.fromkeys(refs)), interval=interval)
     if json_lines:
