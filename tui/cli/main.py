@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "train",
     "cancel",
     "retry",
+    "try_cmd",
     "events",
     "config",
     "listen",
