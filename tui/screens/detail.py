@@ -90,6 +90,7 @@ class DetailScreen(Screen[None]):
         Binding("w", "copy_weights", "Copy weights", id="detail.copy_weights"),
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("x", "cancel", "Cancel", id="detail.cancel"),
+        Binding("t", "try_model", "Try it", id="detail.try"),
     ]
 
     def __init__(self, training_id: str) -> None:
@@ -241,6 +242,9 @@ class DetailScreen(Screen[None]):
 
     def action_cancel(self) -> None:
         self.app.cancel(self.training_id)  # type: ignore[attr-defined]
+
+    def action_try_model(self) -> None:
+        self.app.open_try(self.training_id)  # type: ignore[attr-defined]
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Follow log", "Pause or resume following the log", self.action_toggle_follow)
