@@ -77,6 +77,10 @@ def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[
             text.append("\n".join(tail), style="red")
     elif status in ("canceled", "aborted"):
         text.append(f"This training was {status}.", style="magenta")
+    from core.billing import billed_text
+
+    if text.plain and (billed := billed_text(view)):
+        text.append(f"\n{billed}", style="dim")  # metrics.predict_time (+ an estimate from your prices)
     return text
 
 
