@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "cancel",
     "retry",
     "try_cmd",
+    "compare",
     "events",
     "config",
     "listen",
