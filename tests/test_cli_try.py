@@ -147,3 +147,27 @@ async def test_a_download_that_cannot_be_written_is_reported(sim: Simulator, tmp
         assert kept["files"] == [] and "File too large" in kept["download_error"]
     with Image.open(io.BytesIO(sim.predictions._records[prediction["id"]].files["out-0.png"])) as png:
         assert png.size == (1024, 1024)
+
+
+async def test_beside_an_instance_that_owns_the_store_the_try_still_runs(sim: Simulator, tmp_path: Path,
+                                                                         isolated_home: Path) -> None:
+    from core.client import ReplicateClient
+    from core.service import TrainingService
+
+    training = finished(sim)
+    owner = Store(isolated_home)  # this test process holds the store, as a running TUI would
+    client = ReplicateClient(token=sim.token, base_url=sim.base_url, max_retries=0)
+    try:
+        await TrainingService(owner, client).refresh(training["id"], source="sync")
+        await owner.commit()
+        result = await run("try", DEST, "--prompt", "a photo of TOK", "--out", str(tmp_path), *FAST,
+                           env=env_for(sim))
+        assert result.code == 0, result.err
+        assert "owns the store: this try is not kept in the training's gallery" in result.err
+        [path] = [Path(line) for line in result.out.splitlines()]
+        with Image.open(path) as png:
+            assert png.size == (1024, 1024)
+        assert "predictions" not in owner.get(training["id"])
+    finally:
+        await client.aclose()
+        owner.close()
