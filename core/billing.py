@@ -44,8 +44,10 @@ def prices() -> Prices:
     except (OSError, ValueError):
         data = {}
     data = data if isinstance(data, dict) else {}
-    raw_prices = data.get("prices_per_second") if isinstance(data.get("prices_per_second"), dict) else {}
-    raw_hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else {}
+    raw_prices: dict[str, Any] = data.get("prices_per_second") or {}
+    raw_hardware: dict[str, Any] = data.get("hardware") or {}
+    raw_prices = raw_prices if isinstance(raw_prices, dict) else {}
+    raw_hardware = raw_hardware if isinstance(raw_hardware, dict) else {}
     found = Prices(
         {str(k): float(v) for k, v in raw_prices.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0},
         {str(k): v for k, v in raw_hardware.items() if isinstance(v, str)},

@@ -28,7 +28,7 @@ from core.models import Status, format_time, parse_time, utcnow
 if TYPE_CHECKING:
     from core.client import ReplicateClient
     from core.store import Store
-    from core.updates import Source, UpdateResult
+    from core.updates import UpdateResult
 
 OUTPUTS_DIR = "outputs"
 PREDICTIONS_KEY = "predictions"  # in a training's record: its predictions, oldest first
@@ -219,7 +219,8 @@ class PredictionBook:
 
 def _merge(before: dict[str, Any] | None, data: Mapping[str, Any], now: Any) -> dict[str, Any]:
     record = dict(before or {})
-    urls = data.get("urls") if isinstance(data.get("urls"), dict) else {}
+    urls: Mapping[str, Any] = data.get("urls") or {}
+    urls = urls if isinstance(urls, Mapping) else {}
     status = Status.parse(data.get("status"))
     record.update(
         id=data["id"],
@@ -247,7 +248,8 @@ def _merge(before: dict[str, Any] | None, data: Mapping[str, Any], now: Any) -> 
 
 def input_schema(version: Mapping[str, Any]) -> dict[str, Any]:
     """The `Input` schema of a version object (GET /v1/models/{o}/{n}/versions/{id})."""
-    openapi = version.get("openapi_schema") if isinstance(version.get("openapi_schema"), dict) else {}
+    openapi: Mapping[str, Any] = version.get("openapi_schema") or {}
+    openapi = openapi if isinstance(openapi, Mapping) else {}
     schema = (openapi.get("components") or {}).get("schemas", {}).get("Input")
     if not isinstance(schema, dict):
         raise PredictionError("this version publishes no Input schema, so replitrack cannot tell what it takes: "
@@ -297,7 +299,7 @@ def check_input(given: Mapping[str, Any], schema: Mapping[str, Any], what: str) 
             checked[name] = value = int(value)
         ok = {"string": isinstance(value, str), "boolean": isinstance(value, bool),
               "integer": isinstance(value, int) and not isinstance(value, bool),
-              "number": isinstance(value, (int, float)) and not isinstance(value, bool)}.get(kind, True)
+              "number": isinstance(value, (int, float)) and not isinstance(value, bool)}.get(str(kind), True)
         if not ok:
             raise BadArgumentError(f"input {name} must be {'a' if kind != 'integer' else 'an'} {kind}, not {value!r}")
         for bound, fits in (("minimum", lambda a, b: a >= b), ("maximum", lambda a, b: a <= b)):
