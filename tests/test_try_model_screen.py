@@ -172,3 +172,13 @@ def test_snapshot_of_a_try_with_its_image(snap_compare: Any, isolated_home: Path
         assert snap_compare(app, run_before=open_try, terminal_size=SIZE)
     finally:
         store.close()
+
+
+def test_only_a_terminal_that_may_draw_graphics_is_asked_at_start() -> None:
+    from tui.terminal_images import may_have_graphics
+
+    assert may_have_graphics({"TERM": "xterm-kitty"}) and may_have_graphics({"TERM_PROGRAM": "WezTerm"})
+    assert may_have_graphics({"KONSOLE_VERSION": "230800", "TERM": "xterm-256color"})
+    assert not may_have_graphics({"TERM": "xterm-256color"}) and not may_have_graphics({"TERM": "tmux-256color"})
+    assert not may_have_graphics({"TERM": "xterm-kitty", "REPLITRACK_IMAGES": "halfblocks"})
+    assert may_have_graphics({"TERM": "xterm", "REPLITRACK_IMAGES": "ask"})

@@ -96,9 +96,9 @@ class ReplitrackApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._last_error: str | None = None
         self._told: dict[str, float] = {}  # error kind → when it was last shown
-        from tui.screens.try_model import probe_terminal_graphics
+        from tui import terminal_images
 
-        probe_terminal_graphics()  # before Textual owns the terminal (see try_model)
+        terminal_images.probe()  # before Textual owns the terminal (see tui/terminal_images.py)
 
     # ----- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:

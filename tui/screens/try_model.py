@@ -3,15 +3,14 @@
 The prompt starts as `a photo of <trigger word>` and the main inputs of the trained version's
 schema come with their defaults. A try runs as a prediction (webhooks through the app's listener
 when it has one, polling as the fallback, both through core's Updater), shows its progress and
-log, then its image in the terminal (textual-image: Kitty graphics or Sixel where the terminal
-has them, Unicode half-blocks otherwise). Every try is kept with the training: left/right browse
+log, then its image in the terminal (textual-image, see tui/terminal_images.py: Kitty graphics
+or Sixel where the terminal has them, Unicode half-blocks otherwise). Every try is kept with the training: left/right browse
 them, `o` opens the file, `c` copies its path.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,11 @@ from textual.widgets import Footer, Input, Label, Log, ProgressBar, Static
 
 from core.errors import ReplitrackError
 from core.models import Status
+from tui import terminal_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 _STEPS = re.compile(r"^(\d+)it \[", re.MULTILINE)  # the denoising bar (see simulator/predictions.py)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-?]*[ -/]*[@-~]")
-
-
-def probe_terminal_graphics() -> None:
-    """Ask the terminal which image protocol it speaks, before Textual owns it (textual-image
-    queries the terminal when first imported; it cannot once the app reads the input)."""
-    if sys.__stdout__ is not None and sys.__stdout__.isatty():
-        import textual_image.widget  # noqa: F401
-
-
-def image_widget(path: Path | None, **kwargs: Any) -> Widget:
-    """Kitty graphics or Sixel when the terminal has them, else coloured half-blocks."""
-    from textual_image.renderable import Image as Best
-    from textual_image.renderable import SixelImage, TGPImage
-    from textual_image.widget import HalfcellImage, Image
-
-    kind: Any = Image if Best in (SixelImage, TGPImage) else HalfcellImage
-    return kind(path, **kwargs)  # type: ignore[no-any-return]
 
 
 def terminal_safe(text: str) -> str:
@@ -114,15 +97,17 @@ class TryScreen(Screen[None]):
                 yield Static(id="try-caption")
                 with VerticalScroll(id="try-view"):
                     yield Static(id="try-text")
-                    yield image_widget(None, id="try-image")
+                    yield terminal_images.image_widget(None, id="try-image") or Static(id="try-image")
         yield Footer()
 
     def on_mount(self) -> None:
         from core.predictions import prompt_for
 
         record = self.app.store.get(self.training_id) or {"id": self.training_id}  # type: ignore[attr-defined]
+        version = str(record.get("output_version") or "").rpartition(":")[2]
         title = Text.assemble(("Try ", "bold"), (str(record.get("destination") or "?"), "bold"),
-                              ("   " + str(record.get("output_version") or "no trained version"), "dim"))
+                              (f"   version {version[:12]}…" if version else "   no trained version", "dim"),
+                              (f"   trained by {self.training_id}", "dim"))
         self.query_one("#try-title", Static).update(title)
         self.query_one("#try-prompt", Input).value = prompt_for(record)
         self.query_one("#try-progress", ProgressBar).display = False
@@ -293,6 +278,9 @@ class TryScreen(Screen[None]):
             message = Text(str(child["download_error"]), style="red")
         elif path is not None and path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
             picture = path
+            if isinstance(image, Static):  # textual-image could not load here
+                message, picture = Text(f"this terminal cannot show images ({terminal_images.failure}): "
+                                        "o opens the file", style="yellow"), None
         elif path is not None:
             message = Text(f"saved: {path}")
         elif (said := output_text(child.get("output"))) is not None:
@@ -302,7 +290,7 @@ class TryScreen(Screen[None]):
         shown.display = message is not None
         shown.update(message or "")
         image.display = picture is not None
-        if image.image != picture:
+        if not isinstance(image, Static) and image.image != picture:
             image.image = picture
 
     def action_browse(self, step: int) -> None:
