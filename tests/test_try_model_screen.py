@@ -94,6 +94,17 @@ async def test_try_from_the_detail_screen_shows_the_image_and_keeps_a_gallery() 
                            what="the failure")
             assert "Try 3/3" in screen_text(app)
 
+            # x cancels a running try (slowed down so that it is still running)
+            env.sim.speed = 1
+            screen.query_one("#try-prompt", Input).focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: screen.running and "Try 4/4" in screen_text(app), 15, what="a 4th try")
+            screen.query_one("#try-view").focus()
+            await pilot.press("x")
+            await wait_for(pilot, lambda: not screen.running, 15, what="the cancel")
+            assert env.sim.predictions.all()[0]["status"] == "canceled"
+            assert "canceled" in screen_text(app)
+
 
 async def test_a_training_that_did_not_succeed_cannot_be_tried() -> None:
     async with simulated(speed=400) as env:

@@ -130,7 +130,7 @@ class TryScreen(Screen[None]):
                         placeholder=str((properties.get(name) or {}).get("type") or ""))
             await fields.mount(Horizontal(Label(name), box, classes="try-field"))
         if not self.running:
-            self.set_state(Text("enter runs the prompt · ←/→ browse the tries · o opens · c copies the path",
+            self.set_state(Text("enter runs the prompt · tab, then ←/→ browse the tries · o opens the file · c copies its path",
                                 style="dim"))
 
     def _tryer(self) -> Any:
