@@ -171,3 +171,19 @@ async def test_beside_an_instance_that_owns_the_store_the_try_still_runs(sim: Si
     finally:
         await client.aclose()
         owner.close()
+
+
+async def test_ctrl_c_while_following_exits_130(sim: Simulator, tmp_path: Path) -> None:
+    import signal
+
+    training = finished(sim)
+    sim.speed = 1
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui.cli", "try", training["id"], "--prompt", "x", "--out", str(tmp_path), *FAST,
+        cwd=ROOT, env=env_for(sim), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    assert b"started prediction" in await asyncio.wait_for(process.stderr.readline(), 30)
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130 and b"Traceback" not in err and out == b""
+    assert b"interrupted: prediction" in err and b"goes on at Replicate" in err

@@ -10,6 +10,7 @@ DIR, but it is not added to the gallery (said on stderr).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,11 @@ async def _run(args: argparse.Namespace, given: dict[str, Any]) -> int:
                     sys.stderr.flush()
                 shown[0] = len(log)
 
-            final = await tryer.follow(pid, on_update)
+            try:
+                final = await tryer.follow(pid, on_update)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                o.warn(f"interrupted: prediction {pid} goes on at Replicate (its outputs were not downloaded)")
+                raise
             status = str(final.get("status"))
             files: list[Path] = []
             error: str | None = None
