@@ -300,6 +300,35 @@ class ReplicateClient:
         """POST /v1/trainings/{id}/cancel; Replicate answers with the (now canceled) training."""
         return self._training(await self.cancel_training_raw(training_id))
 
+    # -- predictions (trying a trained version; see core/predictions.py) -----------------------
+
+    async def create_prediction_raw(
+        self,
+        version: str,
+        input: Mapping[str, Any],
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """POST /v1/predictions for `version` (`owner/name:version_id` or the bare id)."""
+        name, _, version_id = version.rpartition(":")
+        body: dict[str, Any] = {"version": version, "input": _json_input(input)}
+        if webhook is not None:
+            body["webhook"] = _check_webhook_url(webhook)
+        if webhook_events_filter is not None:
+            body["webhook_events_filter"] = _check_events(webhook_events_filter)
+        subject = _Subject("version", name or "the model", _check_id(version_id, "version"))
+        return _object(await self._request("POST", "/v1/predictions", subject, json=body), self.base_url)
+
+    async def get_prediction_raw(self, prediction_id: str) -> dict[str, Any]:
+        prediction_id = _check_id(prediction_id, "prediction")
+        return await self._get_object(f"/v1/predictions/{prediction_id}", _Subject("prediction", prediction_id))
+
+    async def cancel_prediction_raw(self, prediction_id: str) -> dict[str, Any]:
+        prediction_id = _check_id(prediction_id, "prediction")
+        response = await self._request("POST", f"/v1/predictions/{prediction_id}/cancel",
+                                       _Subject("prediction", prediction_id))
+        return _object(response, self.base_url)
+
     # -- models, versions, schemas --------------------------------------------------------------
 
     async def get_model(self, owner_name: str) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class Updater:
         self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
         self._subscribers: list[Callable[[UpdateResult], None]] = []
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
+        from core.predictions import PredictionBook
+
+        self.predictions = PredictionBook(store, clock=clock)  # tries of trained versions
 
     def subscribe(self, callback: Callable[[UpdateResult], None]) -> Callable[[], None]:
         """Call `callback` after every applied update; returns a function that unsubscribes."""
@@ -107,6 +110,9 @@ class Updater:
     def apply(self, training: Training | dict[str, Any], *, source: Source,
               webhook_id: str | None = None) -> UpdateResult:
         if isinstance(training, dict):
+            # A prediction of a stored training's version: merged into that training's record.
+            if (routed := self.predictions.apply(training, source=source, webhook_id=webhook_id)) is not None:
+                return self._tell(self.predictions.as_training_update(routed))
             training = Training.from_api(training)
         tid = training.id
         if webhook_id is not None and self.store.seen_webhook(webhook_id):
@@ -143,6 +149,7 @@ class Updater:
         if significant:
             record["updated_at"] = format_time(now)
             self.store.put(record)
+            self.predictions.note_training(record)
             if became_terminal or before is None:
                 self._learn_duration(record)
         outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")

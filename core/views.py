@@ -8,7 +8,7 @@ status_view keys, in order:
   id, trainer, trainer_version, destination, status, terminal, stage, overall_percent, step,
   total_steps, train_percent, rate, loss, lr, eta_seconds, eta_at, created_at, started_at,
   completed_at, updated_at, output_version, output_weights, error, input, metrics, source,
-  web_url, stages
+  web_url, stages, billed_seconds, estimated_cost
 Every key is always present (null when unknown). `terminal` is true once the status is
 succeeded, failed, canceled or aborted. `stages` is [[stage, first_seen_iso], ...].
 
@@ -29,6 +29,7 @@ STATUS_KEYS: tuple[str, ...] = (
     "overall_percent", "step", "total_steps", "train_percent", "rate", "loss", "lr",
     "eta_seconds", "eta_at", "created_at", "started_at", "completed_at", "updated_at",
     "output_version", "output_weights", "error", "input", "metrics", "source", "web_url", "stages",
+    "billed_seconds", "estimated_cost",
 )
 LOGS_KEYS: tuple[str, ...] = ("id", "status", "terminal", "offset", "next_offset", "total_chars", "logs")
 
@@ -58,6 +59,10 @@ def status_view(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | 
     view["input"] = dict(record.get("input") or {})
     view["metrics"] = dict(record.get("metrics") or {})
     view["stages"] = [list(item) for item in record.get("stages") or []]
+    from core.billing import billed_seconds, estimated_cost
+
+    # metrics.predict_time, and an estimate only from prices the user set (core/billing.py)
+    view["billed_seconds"], view["estimated_cost"] = billed_seconds(record), estimated_cost(record)
     if progress is not None and not view["terminal"]:
         live = progress if isinstance(progress, dict) else progress.to_dict()
         for key in _LIVE_KEYS:

@@ -43,6 +43,37 @@ async def shoot(app: ReplitrackApp, pilot: Any, name: str) -> None:
     print(f"wrote {OUT / (name + '.svg')}")
 
 
+async def try_it(app: ReplitrackApp, pilot: Any) -> None:
+    """`t` on the succeeded training: run the suggested prompt, shoot the image (try.svg)."""
+    from textual.widgets import Input
+
+    await pilot.press("t")
+    await until(pilot, lambda: app.screen.query("#try-input-seed"), 30, "the version's inputs")
+    app.screen.query_one("#try-input-seed", Input).value = "42"
+    app.screen.query_one("#try-prompt", Input).focus()
+    await pilot.press("enter")
+    await until(pilot, lambda: app.screen.query_one("#try-image").display and not app.screen.running, 60,
+                "the try's image")
+    await shoot(app, pilot, "try")
+    await pilot.press("escape")
+
+
+async def compare_three(app: ReplitrackApp, pilot: Any, parts: Any) -> None:
+    """Three runs of one flux LoRA with different steps, compared (compare.svg)."""
+    sim = parts.simulator
+    sim.add_model("demo-user/faces-steps")
+    ids = []
+    for steps in (300, 600, 1200):
+        done = sim.add_finished_training("ostris/flux-dev-lora-trainer", "demo-user/faces-steps",
+                                         {"input_images": "https://example.com/faces.zip", "steps": steps,
+                                          "trigger_word": "TOK"}, ended_ago=3 * 1200 - steps)
+        await parts.service.refresh(done["id"], source="sync")
+        ids.append(done["id"])
+    app.open_compare(ids)
+    await until(pilot, lambda: getattr(app.screen, "tracked", False), 30, "the runs' curves")
+    await shoot(app, pilot, "compare")
+
+
 async def main(speed: float) -> None:
     os.environ.setdefault("REPLITRACK_HOME", tempfile.mkdtemp(prefix="replitrack-shots-"))
     parts = await start_demo(speed=speed, seed=0)
@@ -72,6 +103,7 @@ async def main(speed: float) -> None:
             app.open_detail(find(app, lambda v: v.get("status") == "succeeded" and "flux" in str(v.get("trainer")))
                             or find(app, lambda v: v.get("status") == "succeeded") or "")
             await shoot(app, pilot, "detail-succeeded")
+            await try_it(app, pilot)
             app.action_back_to_models()
             await pilot.press("y")
             await pilot.pause(1.0)
@@ -86,6 +118,8 @@ async def main(speed: float) -> None:
             await pilot.press("escape")
             app.sign_in()
             await shoot(app, pilot, "sign-in")
+            await pilot.press("escape")
+            await compare_three(app, pilot, parts)
     finally:
         await parts.close()
 

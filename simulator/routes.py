@@ -44,6 +44,9 @@ def build_app(sim: Simulator) -> web.Application:
             web.get("/v1/files/{file_id}/download", download_file),
         ]
     )
+    from .prediction_routes import routes as prediction_routes
+
+    app.add_routes(prediction_routes())
     return app
 
 

@@ -122,6 +122,9 @@ class Simulator:
             speed=lambda: self.speed,
             snapshot=self._webhook_body,
         )
+        from .predictions import PredictionDesk
+
+        self.predictions = PredictionDesk(self)  # POST /v1/predictions and friends
         for trainer in TRAINERS.values():
             owner_name, model_name = trainer.name.split("/")
             self._models[trainer.name] = ModelRecord(
@@ -163,6 +166,7 @@ class Simulator:
         bound = runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound}"
         await self._webhooks.start()
+        await self.predictions.start()
         if self.scenario:
             await self.run_scenario(self.scenario)
         return self.base_url
@@ -174,6 +178,7 @@ class Simulator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._webhooks.stop()
+        await self.predictions.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -96,6 +96,9 @@ class ReplitrackApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._last_error: str | None = None
         self._told: dict[str, float] = {}  # error kind → when it was last shown
+        from tui import terminal_images
+
+        terminal_images.probe()  # before Textual owns the terminal (see tui/terminal_images.py)
 
     # ----- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -416,6 +419,28 @@ class ReplitrackApp(App[int]):
             self.switch_screen(DetailScreen(training_id))  # see on_mount: models is installed
         else:
             self.push_screen(DetailScreen(training_id))
+
+    def open_try(self, training_id: str) -> None:
+        """Try the version a succeeded training produced (tui/screens/try_model.py)."""
+        from tui.screens.try_model import TryScreen
+
+        record = self.store.get(training_id) or {}
+        if record.get("status") != "succeeded" or not record.get("output_version"):
+            self.notify(f"{training_id} has no trained version to try ({record.get('status') or 'unknown'}): "
+                        "only a training that succeeded can be tried.", severity="warning", markup=False)
+            return
+        self.push_screen(TryScreen(training_id))
+
+    def open_compare(self, ids: list[str]) -> None:
+        """Compare 2–6 trainings: loss curves overlaid, inputs that differ (tui/screens/compare.py)."""
+        from tui.screens.compare import MAX_RUNS, CompareScreen
+
+        known = [tid for tid in dict.fromkeys(ids) if self.store.get(tid) is not None]
+        if not 2 <= len(known) <= MAX_RUNS:
+            self.notify(f"Mark 2 to {MAX_RUNS} trainings with space to compare them ({len(known)} marked).",
+                        severity="warning", markup=False)
+            return
+        self.push_screen(CompareScreen(known))
 
     def action_back_to_models(self) -> None:
         if len(self.screen_stack) > 2:

@@ -28,6 +28,8 @@ COMMAND_MODULES: list[str] = [
     "train",
     "cancel",
     "retry",
+    "try_cmd",
+    "compare",
     "events",
     "config",
     "listen",

@@ -77,6 +77,10 @@ def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[
             text.append("\n".join(tail), style="red")
     elif status in ("canceled", "aborted"):
         text.append(f"This training was {status}.", style="magenta")
+    from core.billing import billed_text
+
+    if text.plain and (billed := billed_text(view)):
+        text.append(f"\n{billed}", style="dim")  # metrics.predict_time (+ an estimate from your prices)
     return text
 
 
@@ -90,6 +94,7 @@ class DetailScreen(Screen[None]):
         Binding("w", "copy_weights", "Copy weights", id="detail.copy_weights"),
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("x", "cancel", "Cancel", id="detail.cancel"),
+        Binding("t", "try_model", "Try it", id="detail.try"),
     ]
 
     def __init__(self, training_id: str) -> None:
@@ -241,6 +246,9 @@ class DetailScreen(Screen[None]):
 
     def action_cancel(self) -> None:
         self.app.cancel(self.training_id)  # type: ignore[attr-defined]
+
+    def action_try_model(self) -> None:
+        self.app.open_try(self.training_id)  # type: ignore[attr-defined]
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Follow log", "Pause or resume following the log", self.action_toggle_follow)
