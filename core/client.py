@@ -78,7 +78,7 @@ USER_AGENT = _user_agent()
 
 def backoff_delay(retry: int, rng: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number `retry` (0 for the first): 0.5 s doubling, ±25 %, ≤ 20 s."""
-    base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(retry, 16))
+    base = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(retry, 16))
     return min(BACKOFF_CAP, base * (1 + JITTER * (2 * rng() - 1)))
 
 
@@ -87,6 +87,7 @@ def retry_after_hint(response: httpx.Response, now: float | None = None) -> floa
     body's "resets in ~30s"; None when it gives no hint."""
     header = response.headers.get("retry-after", "").strip()
     if header:
+        seconds: float | None
         try:
             seconds = float(header)
         except ValueError:
@@ -347,7 +348,8 @@ class ReplicateClient:
                 "schema: it is a model you run, not a trainer. Pick a trainer such as "
                 "ostris/flux-dev-lora-trainer"
             )
-        return _inline_refs(training_input, openapi)
+        inlined: dict[str, Any] = _inline_refs(training_input, openapi)
+        return inlined
 
     async def create_model(
         self, owner_name: str, visibility: str = "private", hardware: str = "cpu", description: str | None = None
@@ -606,7 +608,7 @@ def _problem(response: httpx.Response) -> tuple[str, str | None]:
             detail = body["detail"].strip()
         fields = body.get("invalid_fields")
         if isinstance(fields, list):
-            notes = [f.get("description") for f in fields if isinstance(f, dict) and f.get("description")]
+            notes = [str(f["description"]) for f in fields if isinstance(f, dict) and f.get("description")]
             if notes:
                 detail = "; ".join([detail, *notes] if detail else notes)
     return title, detail

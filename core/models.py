@@ -92,7 +92,7 @@ class Training:
             raise ValueError("not a training object: it has no 'id'")
         output = data.get("output") if isinstance(data.get("output"), dict) else None
         destination = data.get("destination") or _destination_from_output(output)
-        urls = data.get("urls") if isinstance(data.get("urls"), dict) else {}
+        urls = found if isinstance(found := data.get("urls"), dict) else {}
         logs = data.get("logs")
         return cls(
             id=data["id"],
@@ -100,14 +100,14 @@ class Training:
             model=str(data.get("model") or ""),
             version=str(data.get("version") or ""),
             destination=destination,
-            input=data.get("input") if isinstance(data.get("input"), dict) else {},
+            input=given if isinstance(given := data.get("input"), dict) else {},
             logs=logs if isinstance(logs, str) else None,
             output=output,
             error=data.get("error") if isinstance(data.get("error"), str) else None,
             created_at=parse_time(data.get("created_at")),
             started_at=parse_time(data.get("started_at")),
             completed_at=parse_time(data.get("completed_at")),
-            metrics=data.get("metrics") if isinstance(data.get("metrics"), dict) else {},
+            metrics=metrics if isinstance(metrics := data.get("metrics"), dict) else {},
             source=data.get("source"),
             web_url=urls.get("web") or web_url(data["id"]),
         )

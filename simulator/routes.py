@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 
-from .server import UNAUTHENTICATED, Problem, problem
+from .errors import UNAUTHENTICATED, Problem, problem
 
 if TYPE_CHECKING:
     from .server import Simulator

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import hashlib
 import json
 import logging
 import random
@@ -25,14 +26,18 @@ from aiohttp import web
 
 from .errors import (
     PortInUseError,
+    Problem,
     RequestRejectedError,
     SimulatorError,
     UnknownScenarioError,
     UnknownTrainingError,
+    problem,
 )
 from .faults import Faults
 from .formats import iso, new_id, new_version_id, new_webhook_secret
 from .records import EVENTS, DEFAULT_EVENTS, FileRecord, ModelRecord, TrainingRecord, VersionRecord
+from .routes import build_app
+from .scenarios import SCENARIOS
 from .schemas import TRAINERS, Trainer, cog_openapi_schema, validate_input
 from .scripts import SCRIPTS, Emit, Fail, ScriptContext, Succeed, run_to_end
 from .webhooks import Delivery, WebhookSender
@@ -52,24 +57,7 @@ _WEBHOOK_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _FILE_PATH = re.compile(r"^/v1/files/([a-z2-7]{26})(?:/download)?$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
-UNAUTHENTICATED = {
-    "title": "Unauthenticated",
-    "detail": "You did not pass a valid authentication token",
-    "status": 401,
-}
 DESTINATION_MISSING = {"detail": "The specified training destination does not exist", "status": 404}
-
-
-class Problem(Exception):
-    """An error answer (RFC 7807 problem details) on its way out of a request handler."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body.get("detail"))
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> Problem:
-    return Problem(status, {"title": title, "detail": detail, "status": status, **extra})
 
 
 class Simulator:
@@ -86,8 +74,6 @@ class Simulator:
         owner: str = DEFAULT_OWNER,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        from .scenarios import SCENARIOS
-
         if not speed > 0:
             raise SimulatorError(f"speed must be a positive number (got {speed!r}); 1 is real time, 10 ten times faster.")
         if scenario is not None and scenario not in SCENARIOS:
@@ -141,8 +127,6 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on loopback; returns the base URL (`http://127.0.0.1:PORT`)."""
-        from .routes import build_app
-
         if host == "localhost":
             host = "127.0.0.1"
         if host != "127.0.0.1":
@@ -333,8 +317,6 @@ class Simulator:
 
     async def run_scenario(self, name: str, *, webhook: str | None = None) -> list[dict[str, Any]]:
         """Seed a named situation (see scenarios.SCENARIOS); returns the trainings it created."""
-        from .scenarios import SCENARIOS
-
         scenario = SCENARIOS.get(name)
         if scenario is None:
             raise UnknownScenarioError(
@@ -648,8 +630,6 @@ class Simulator:
         return record
 
     def store_file(self, name: str, content_type: str, data: bytes, metadata: dict[str, Any]) -> FileRecord:
-        import hashlib
-
         record = FileRecord(
             id=new_id(self._ids), name=name, content_type=content_type, data=data,
             sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),

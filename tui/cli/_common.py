@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import config
-from core.errors import BadArgumentError, ReplitrackError
+from core.errors import ReplitrackError
 from core.models import Status
 from tui.cli._output import say, warn
 
@@ -78,27 +78,6 @@ def use_usage_exit(parser: argparse.ArgumentParser) -> None:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {message}\n")
 
     parser.error = error  # type: ignore[method-assign,assignment]
-
-
-def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) -> int:
-    """What `train` and `retry` print for a new training (its id, or its status object with
-    --json), then, with --watch, follow it to the end."""
-    import json
-
-    if args.json and args.watch:  # then everything on stdout is JSON lines
-        print(json.dumps(view, ensure_ascii=False), flush=True)
-    elif args.json:
-        from tui.cli._output import print_json
-
-        print_json(view)
-    else:
-        print(view["id"], flush=True)
-    say(note)
-    if args.watch:
-        from tui.cli.watch import watch
-
-        return run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
-    return EXIT_OK
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -188,7 +188,7 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         printer.note("notice", notice)
     client = ReplicateClient()
     poller: asyncio.Task[None] | None = None
-    quiet: Callable[[], None] = lambda: None  # unsubscribes the tunnel lines: none while stopping
+    quiet: Callable[[], None] | None = None  # unsubscribes the tunnel lines: none while stopping
     listener: Listener | None = None
     try:
         service = TrainingService(store, client)
@@ -213,7 +213,8 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
-        quiet()
+        if quiet is not None:
+            quiet()
         if poller is not None:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)

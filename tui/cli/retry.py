@@ -8,6 +8,7 @@ from typing import Any
 from core.errors import ReplitrackError
 from core.models import Status
 from tui.cli import _common as c
+from tui.cli.watch import report_started
 
 
 def register(subparsers: Any) -> None:
@@ -23,8 +24,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     view, old = c.run_async(retry(args.id))
-    return c.report_started(args, view, f"started {view['id']}, a retry of {old} "
-                                        f"({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
+    return report_started(args, view, f"started {view['id']}, a retry of {old} "
+                                      f"({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
 
 
 async def retry(ref: str) -> tuple[dict[str, Any], str]:

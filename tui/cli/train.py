@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
 from tui.cli import _common as c
+from tui.cli.watch import report_started
 from tui.cli import _output as o
 
 IMAGES_KEY = "input_images"
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     view = c.run_async(start(trainer, version, args.destination.strip(), given, images=args.images,
                              webhook=args.webhook, listen=args.listen,
                              create_destination=args.create_destination))
-    return c.report_started(args, view, f"started {view['id']}: {trainer} → "
+    return report_started(args, view, f"started {view['id']}: {trainer} → "
                                         f"{view.get('destination') or args.destination}  {view.get('web_url') or ''}")
 
 

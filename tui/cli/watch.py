@@ -33,6 +33,21 @@ def run(args: argparse.Namespace) -> int:
     return c.run_async(watch(args.ids, interval=args.interval, json_lines=args.json))
 
 
+def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) -> int:
+    """What `train` and `retry` print for a new training (its id, or its status object with
+    --json), then, with --watch, follow it to the end."""
+    if args.json and args.watch:  # then everything on stdout is JSON lines
+        print(json.dumps(view, ensure_ascii=False), flush=True)
+    elif args.json:
+        o.print_json(view)
+    else:
+        print(view["id"], flush=True)
+    o.say(note)
+    if args.watch:
+        return c.run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
+    return c.EXIT_OK
+
+
 async def watch(refs: list[str], *, interval: float = 5.0, json_lines: bool = False) -> int:
     from tui.cli._follow import Follower
 
