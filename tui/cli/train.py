@@ -1,23 +1,20 @@
 """`replitrack train TRAINER[:VERSION] --destination owner/name [--images DIR|ZIP|URL] [-i key=value ...]
 [--webhook URL | --listen] [--watch] [--create-destination]`: start a training.
 
-Inputs given with -i are read as JSON when they parse (numbers, booleans, null, lists), else as
-text, and checked against the trainer's TrainingInput schema before anything is uploaded or
+Inputs given with -i are read by each input's type in the trainer's schema (core.inputs) and
+checked against the trainer's TrainingInput schema before anything is uploaded or
 started. A folder of images is zipped in memory and uploaded with the files API.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import operator
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.inputs import images_upload, problems, values_from_text
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
 from tui.cli import _common as c
 from tui.cli.watch import report_started
@@ -77,103 +74,48 @@ def split_trainer(text: str) -> tuple[str, str | None]:
     return trainer, version or None
 
 
-def parse_inputs(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs: the value as JSON when it parses (1000, 0.0004, true, null), else as text."""
-    values: dict[str, Any] = {}
+def parse_inputs(pairs: list[str]) -> dict[str, str]:
+    """`key=value` pairs as text; core.inputs reads each by the trainer's schema once it is known."""
+    values: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise BadArgumentError(f"-i {pair!r}: write inputs as key=value, e.g. -i steps=1000")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        values[key] = raw
     return values
 
 
-def check_inputs(given: dict[str, Any], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
-    """The inputs checked against TrainingInput: unknown names, types, enums, required ones."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    unknown = sorted(set(given) - set(properties))
-    if unknown:
-        raise BadArgumentError(
-            f"{trainer} has no input {', '.join(map(repr, unknown))}; its inputs are: {', '.join(sorted(properties))}"
-        )
-    checked = {}
-    for key, value in given.items():
-        checked[key] = _coerce(key, value, properties[key])
-    missing = [key for key in schema.get("required") or [] if key not in checked
-               and not (key == IMAGES_KEY and images_later)]
+def check_inputs(given: dict[str, str], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
+    """The typed inputs as JSON values checked against TrainingInput (core.inputs' rules); a
+    missing required input is named with the flag that gives it."""
+    values = values_from_text(schema, given)
+    found = problems(schema, values, trainer=trainer, later=[IMAGES_KEY] if images_later else [])
+    wrong = [problem.message for problem in found if problem.rule != "required"]
+    if wrong:
+        raise BadArgumentError("; ".join(wrong))
+    missing = [problem.name for problem in found]
     if missing:
         raise BadArgumentError(
             f"{trainer} needs {', '.join(map(repr, missing))}: "
             + ("pass --images DIR|ZIP|URL" if missing == [IMAGES_KEY] else
                "pass " + " ".join(f"-i {key}=..." for key in missing))
         )
-    return checked
-
-
-def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
-    kind = spec.get("type")
-    if kind == "string" and not isinstance(value, str):
-        value = json.dumps(value) if isinstance(value, (dict, list)) else (
-            "true" if value is True else "false" if value is False else "" if value is None else str(value))
-    elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise BadArgumentError(f"input {key} must be a whole number, not {value!r}")
-    elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise BadArgumentError(f"input {key} must be a number, not {value!r}")
-    elif kind == "boolean" and not isinstance(value, bool):
-        raise BadArgumentError(f"input {key} must be true or false, not {value!r}")
-    if isinstance(spec.get("enum"), list) and value not in spec["enum"]:
-        raise BadArgumentError(f"input {key} must be one of {', '.join(map(str, spec['enum']))}, not {value!r}")
-    for bound, ok in (("minimum", operator.ge), ("maximum", operator.le)):
-        limit = spec.get(bound)
-        if isinstance(limit, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and not ok(value, limit):
-            raise BadArgumentError(f"input {key} must be {'at least' if bound == 'minimum' else 'at most'} "
-                                   f"{limit}, not {value}")
-    return value
-
-
-def zip_images(path: Path) -> tuple[bytes, str]:
-    """A folder (or a single file) as an in-memory zip; hidden files are left out."""
-    buffer = io.BytesIO()
-    count = 0
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            relative = file.relative_to(path.parent if path.is_file() else path)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            archive.write(file, relative.as_posix())
-            count += 1
-    if not count:
-        raise BadArgumentError(f"{path} holds no files to train on: put the training images in it")
-    return buffer.getvalue(), f"{path.name or 'images'}.zip"
+    return values
 
 
 async def images_url(client: Any, images: str) -> str:
     """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
     if urlsplit(images).scheme in ("http", "https"):
         return images
-    path = Path(images).expanduser()
-    if not path.exists():
-        raise BadArgumentError(f"--images {images}: no such file or folder (give a folder, a .zip or an https URL)")
-    if path.is_file() and zipfile.is_zipfile(path):
-        o.say(f"uploading {path} …")
-        body = await client.upload_file(path, path.name, "application/zip")
-    else:
-        data, name = zip_images(path)
-        o.say(f"uploading {name} ({len(data) / 1024:.0f} KB, zipped from {path}) …")
-        body = await client.upload_file(data, name, "application/zip")
+    upload, name = images_upload(Path(images))
+    o.say(f"uploading {name} …" if isinstance(upload, Path) else
+          f"uploading {name} ({len(upload) / 1024:.0f} KB, zipped from {images}) …")
+    body = await client.upload_file(upload, name, "application/zip")
     return str(body["urls"]["get"])
 
 
-async def start(trainer: str, version: str | None, destination: str, given: dict[str, Any], *,
+async def start(trainer: str, version: str | None, destination: str, given: dict[str, str], *,
                 images: str | None = None, webhook: str | None = None, listen: bool = False,
                 create_destination: bool = False) -> dict[str, Any]:
     owner = c.store_owner()
