@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import ApiError, NotFoundError, ReplitrackError
+from core.formats import stage_label
 from core.models import Status
 from core.service import TrainingService, UnknownTrainingError
 from core.views import logs_view, tracked_status_view
@@ -162,7 +163,7 @@ class LocalApi:
         log = self.service.store.read_log(record["id"])
         logs = logs_view(record, log, since=since, tail=tail if "since" not in request.query else None)
         body = {**logs, "progress": view["overall_percent"], "stage": view["stage"],
-                "stage_label": _stage_label(view["stage"]), "step": view["step"],
+                "stage_label": stage_label(view["stage"]) if view["stage"] else None, "step": view["step"],
                 "total_steps": view["total_steps"], "loss": view["loss"], "eta_seconds": view["eta_seconds"],
                 "eta_at": view["eta_at"], "output_version": view["output_version"], "error": view["error"],
                 "fetched_live": live, "live_error": live_error}
@@ -309,17 +310,6 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"?{name}= must not be negative")
     return value
-
-
-def _stage_label(stage: str | None) -> str | None:
-    if not stage:
-        return None
-    try:
-        from core.logparse import Stage
-
-        return Stage(stage).label
-    except (ImportError, ValueError):
-        return stage
 
 
 def _unknown(ref: str) -> web.Response:

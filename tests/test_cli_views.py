@@ -99,8 +99,3 @@ def test_text_for_a_terminal_loses_its_control_sequences() -> None:
     hostile = "a\x1b[2J\x1b]0;title\x07b\x9b31mc\r\nd\re\tf\x00\n"
     assert o.safe_text(hostile, terminal=True) == "ab31mc\nd\ne\tf\n"
     assert o.safe_text(hostile, terminal=False) == hostile
-
-
-def test_durations_are_short_and_fixed_in_form() -> None:
-    assert [o.fmt_duration(s) for s in (None, 0, 59.4, 61, 3599, 3600 * 5 + 240)] == \
-        ["-", "0s", "59s", "1m01s", "59m59s", "5h04m"]

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
+from core.formats import duration, remaining_seconds
+from core.formats import number as number, percent as percent, rate as rate  # the screens' formatters too
 from core.models import Status, parse_time
 
 # One colour per status, from Textual's theme variables where the widget allows it.
@@ -22,23 +24,6 @@ STATUS_ICON: dict[str, str] = {
     "starting": "◌", "processing": "●", "succeeded": "✔", "failed": "✘", "canceled": "■", "aborted": "■",
 }
 _EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-def duration(seconds: float | None) -> str:
-    """`42s`, `3m 05s`, `1h 02m`, `2d 03h`; `–` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
 
 
 def ago(when: str | datetime | None, now: datetime) -> str:
@@ -61,25 +46,6 @@ def ago_short(when: str | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
-
-
-def number(value: float | None) -> str:
-    """Loss and lr: short, scientific when small."""
-    if value is None:
-        return "–"
-    if value == 0:
-        return "0"
-    return f"{value:.3e}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}"
-
-
-def rate(value: float | None) -> str:
-    if not value:
-        return "–"
-    return f"{value:.2f} it/s" if value >= 1 else f"{1 / value:.2f} s/it"
-
-
 def elapsed_seconds(record: dict[str, Any], now: datetime) -> float | None:
     start = parse_time(record.get("started_at")) or parse_time(record.get("created_at"))
     if start is None:
@@ -92,10 +58,7 @@ def eta_text(record: dict[str, Any], now: datetime) -> str:
     """Time left, counted down from `eta_at` between updates so the tick needs no new data."""
     if Status.parse(record.get("status")).terminal:
         return "done" if record.get("status") == "succeeded" else "–"
-    eta_at = parse_time(record.get("eta_at"))
-    if eta_at is not None:
-        return duration(max(0.0, (eta_at - now).total_seconds()))
-    return duration(record.get("eta_seconds"))
+    return duration(remaining_seconds(record, now))
 
 
 def status_text(status: str | None) -> Text:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core import formats
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for view in views:
         rows.append([
             view["id"] or "-", view["destination"] or "-", view["trainer"] or "-", view["status"] or "-",
-            o.fmt_percent(view["overall_percent"]), o.stage_label(view["stage"]),
-            o.fmt_duration(o.remaining_seconds(view)), o.short_time(view["created_at"]),
+            formats.percent(view["overall_percent"]), formats.stage_label(view["stage"]),
+            formats.duration(formats.remaining_seconds(view)), o.short_time(view["created_at"]),
         ])
         styles.append([None, "bold", "dim", o.STATUS_STYLE.get(view["status"] or ""), None, None, None, "dim"])
     o.print_table(["ID", "MODEL", "TRAINER", "STATUS", "PROGRESS", "STAGE", "ETA", "CREATED"], rows, styles,

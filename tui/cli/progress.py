@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from datetime import timedelta
 
+    from core import formats
     from core.models import Status, utcnow
     from core.progress import ProgressTracker
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ("step", _step(progress.step, progress.total_steps)),
         ("train", _percent(progress.train_percent)),
         ("overall", _percent(progress.overall_percent)),
-        ("eta", _duration(progress.eta_seconds)),
+        ("eta", formats.duration(progress.eta_seconds)),
         ("rate", f"{progress.rate:.3g} steps/s" if progress.rate else "–"),
         ("loss", f"{progress.loss:.4g}" if progress.loss is not None else "–"),
         ("lr", f"{progress.lr:.4g}" if progress.lr is not None else "–"),
@@ -114,14 +115,3 @@ def _step(step: int | None, total: int | None) -> str:
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f} %"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

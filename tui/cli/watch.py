@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from core import formats
 from core.errors import BadArgumentError
 from tui.cli import _common as c
 from tui.cli import _output as o
@@ -80,7 +81,7 @@ def _state(view: dict[str, Any]) -> str:
     """`training · step 310/1000` while running, the outcome once finished."""
     if view["terminal"]:
         return str(view["status"])
-    stage = o.stage_label(view.get("stage"))
+    stage = formats.stage_label(view.get("stage"))
     if view.get("step") is not None and view.get("total_steps"):
         stage += f" · {view['step']}/{view['total_steps']}"
     return stage
@@ -128,11 +129,11 @@ class _Lines(_Display):
                 continue
             self.last[tid] = key
             parts = [utcnow().astimezone().strftime("%H:%M:%S"), view["id"], view.get("destination") or "-",
-                     view["status"], o.fmt_percent(view.get("overall_percent"))]
+                     view["status"], formats.percent(view.get("overall_percent"))]
             if not view["terminal"]:
-                parts += [_state(view), f"ETA {o.fmt_duration(o.remaining_seconds(view))}"]
+                parts += [_state(view), f"ETA {formats.duration(formats.remaining_seconds(view))}"]
             if view.get("loss") is not None:
-                parts.append(f"loss {o.fmt_loss(view['loss'])}")
+                parts.append(f"loss {formats.number(view['loss'])}")
             print("  ".join(parts), flush=True)
 
 
@@ -164,8 +165,8 @@ class _Bars(_Display):
                 # names come from Replicate: never let them be read as markup
                 "name": escape(_name(view)),
                 "state": escape(_state(view)),
-                "eta": "" if view["terminal"] else f"ETA {o.fmt_duration(o.remaining_seconds(view))}",
-                "loss": f"loss {o.fmt_loss(view['loss'])}" if view.get("loss") is not None else "",
+                "eta": "" if view["terminal"] else f"ETA {formats.duration(formats.remaining_seconds(view))}",
+                "loss": f"loss {formats.number(view['loss'])}" if view.get("loss") is not None else "",
             }
             completed = float(view.get("overall_percent") or 0)
             if tid not in self.tasks:

@@ -8,17 +8,10 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from core.logparse import Stage
+from core.formats import stage_label
 from tui.format import bar
 
 _BAR_STYLE = {"succeeded": "green", "failed": "red", "canceled": "magenta", "aborted": "magenta"}
-
-
-def stage_label(stage: str | None) -> str:
-    try:
-        return Stage(stage).label if stage else "–"
-    except ValueError:
-        return str(stage)
 
 
 class BigProgress(Widget):
