@@ -38,7 +38,7 @@ from core.errors import (
     ServerError,
     ValidationError,
 )
-from core.models import Training
+from core.models import ID_PATTERN, OWNER_NAME, WEBHOOK_EVENTS, Training
 
 NO_TOKEN_MESSAGE = (
     "no Replicate API token: set REPLICATE_API_TOKEN "
@@ -53,12 +53,8 @@ JITTER = 0.25  # ± this fraction, so that many clients do not retry in step
 # RateLimitError instead of being slept through while the UI looks frozen.
 MAX_HONOURED_WAIT = 60.0
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # Replicate's limit for POST /v1/files
-WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 PAGE_SIZE = 100  # what GET /v1/trainings returns per page (fixed by the API, not a parameter)
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-ID_PATTERN = _ID  # public name: what the client accepts as a training/version id in a URL path
-_OWNER_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 _RESETS_IN = re.compile(r"resets in\s*~?\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|mins?|minutes?)\b", re.I)
 
 
@@ -117,7 +113,7 @@ def _seconds_until_http_date(value: str, now: float) -> float | None:
 
 
 def _check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value.strip()):
+    if not isinstance(value, str) or not ID_PATTERN.match(value.strip()):
         raise BadArgumentError(
             f"{what} {value!r} is not a valid id: expected letters and digits only "
             f"(a training id looks like zz4ibbonubfz7carwiefibzgga)"
@@ -126,7 +122,7 @@ def _check_id(value: object, what: str) -> str:
 
 
 def _owner_name(value: object, what: str) -> tuple[str, str]:
-    match = _OWNER_NAME.match(value.strip()) if isinstance(value, str) else None
+    match = OWNER_NAME.match(value.strip()) if isinstance(value, str) else None
     if not match:
         raise BadArgumentError(
             f"{what} {value!r} is not of the form owner/name (for example ostris/flux-dev-lora-trainer)"
@@ -703,7 +699,6 @@ __all__ = [
     "PAGE_SIZE",
     "ReplicateClient",
     "USER_AGENT",
-    "WEBHOOK_EVENTS",
     "backoff_delay",
     "retry_after_hint",
 ]

@@ -35,6 +35,12 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED})
+# The webhook events a training can send (`webhook_events_filter`); replitrack asks for all four.
+WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
+# A training or version id as replitrack accepts it (it goes into URL paths).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# A model or trainer name, `owner/name`, as Replicate allows them.
+OWNER_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 # Replicate sends 3, 6 or 9 fractional digits; datetime.fromisoformat takes at most 6.
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")

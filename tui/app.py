@@ -25,7 +25,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from core.errors import NetworkError, ReplitrackError, ServerError
-from core.models import utcnow
+from core.models import TERMINAL, utcnow
 from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import status_view
@@ -382,7 +382,7 @@ class ReplitrackApp(App[int]):
 
     def cancel(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
-        if str(view.get("status")) in ("succeeded", "failed", "canceled", "aborted"):
+        if view.get("status") in TERMINAL:
             self.notify(f"{training_id} has already {view.get('status')}: nothing to cancel.",
                         severity="warning", markup=False)
             return

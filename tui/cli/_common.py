@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import config
 from core.errors import ReplitrackError
-from core.models import Status
+from core.models import ID_PATTERN, Status
 from tui.cli._output import say, warn
 
 if TYPE_CHECKING:
@@ -182,10 +182,9 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     with open_store(write=owner is None) as store:
         record = store.find(ref.strip())
         if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal):
-            from core.client import _ID
             from core.service import TrainingService, UnknownTrainingError
 
-            if record is None and not _ID.match(ref.strip()):
+            if record is None and not ID_PATTERN.match(ref.strip()):
                 raise UnknownTrainingError(ref)  # a destination name we do not know: nothing to fetch
             async with make_client() as client:
                 service = TrainingService(store, client)
@@ -289,14 +288,13 @@ class LocalApi:
 def resolve(store: Store, ref: str) -> tuple[str, dict[str, Any] | None]:
     """(training id, stored record or None) for an id or destination; an id unknown here is
     still usable with Replicate, a destination name is not."""
-    from core.client import _ID
-    from core.service import UnknownTrainingError
+    from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
     ref = ref.strip()
     record = store.find(ref)
     if record is not None:
         return record["id"], record
-    if _ID.match(ref):
+    if ID_PATTERN.match(ref):
         return ref, None
     raise UnknownTrainingError(ref)
 

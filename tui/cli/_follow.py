@@ -29,7 +29,7 @@ from core.errors import (
     ServerError,
     StoreInUseError,
 )
-from core.models import Status
+from core.models import ID_PATTERN, Status
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
 from tui.cli import _common as c
 from tui.cli import _output as o
@@ -248,13 +248,11 @@ class Follower:
 
     def _resolve_polling(self, store: Any) -> None:
         """Ids unknown here are fetched from Replicate on the first poll (an id, not a name)."""
-        from core.client import _ID
-
         for ref in self.refs:
             record = store.find(ref)
             if record is not None:
                 self.ids.append(record["id"])
-            elif _ID.match(ref):
+            elif ID_PATTERN.match(ref):
                 self.ids.append(ref)
             else:
                 from core.service import UnknownTrainingError

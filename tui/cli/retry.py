@@ -61,7 +61,7 @@ async def retry(ref: str) -> tuple[dict[str, Any], str]:
             "and has no output). Start it again with `replitrack train`."
         )
     webhook = await c.owner_webhook(owner)
-    from core.service import WEBHOOK_EVENTS
+    from core.models import WEBHOOK_EVENTS
 
     async with c.make_client() as client:
         training = await client.create_training(record["trainer"], record.get("trainer_version") or None,

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from core.errors import BadArgumentError, ReplitrackError
+from core.models import ID_PATTERN
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -115,10 +116,9 @@ async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -
         known = store.find(target) is not None
     created = False
     if not known:
-        from core.client import _ID
         from core.service import UnknownTrainingError
 
-        if not _ID.match(target):
+        if not ID_PATTERN.match(target):
             raise UnknownTrainingError(target)
         # never imported: its training-logs endpoint fetches an unknown training from Replicate
         await api.call("GET", f"/api/replicate/training-logs/{quote(target, safe='')}?tail=0")

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.inputs import images_upload, problems, values_from_text
+from core.models import OWNER_NAME
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
 from tui.cli import _common as c
 from tui.cli.watch import report_started
 from tui.cli import _output as o
 
 IMAGES_KEY = "input_images"
-_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +50,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     trainer, version = split_trainer(args.trainer)
-    if not _OWNER_NAME.match(args.destination.strip()):
+    if not OWNER_NAME.match(args.destination.strip()):
         raise BadArgumentError(f"destination {args.destination!r} is not of the form owner/name "
                                "(for example your-username/my-flux-lora)")
     if args.webhook and (urlsplit(args.webhook).scheme not in ("http", "https") or not urlsplit(args.webhook).netloc):
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 def split_trainer(text: str) -> tuple[str, str | None]:
     trainer, _, version = text.strip().partition(":")
-    if not _OWNER_NAME.match(trainer):
+    if not OWNER_NAME.match(trainer):
         raise BadArgumentError(f"trainer {text!r} is not of the form owner/name[:version] "
                                "(for example ostris/flux-dev-lora-trainer)")
     if _ and not re.fullmatch(r"[A-Za-z0-9]+", version):
@@ -89,6 +88,8 @@ def parse_inputs(pairs: list[str]) -> dict[str, str]:
 def check_inputs(given: dict[str, str], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
     """The typed inputs as JSON values checked against TrainingInput (core.inputs' rules); a
     missing required input is named with the flag that gives it."""
+    from core.inputs import problems, values_from_text  # jsonschema: loaded when used, for start-up time
+
     values = values_from_text(schema, given)
     found = problems(schema, values, trainer=trainer, later=[IMAGES_KEY] if images_later else [])
     wrong = [problem.message for problem in found if problem.rule != "required"]
@@ -108,6 +109,8 @@ async def images_url(client: Any, images: str) -> str:
     """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
     if urlsplit(images).scheme in ("http", "https"):
         return images
+    from core.inputs import images_upload  # jsonschema: loaded when used, for start-up time
+
     upload, name = images_upload(Path(images))
     o.say(f"uploading {name} …" if isinstance(upload, Path) else
           f"uploading {name} ({len(upload) / 1024:.0f} KB, zipped from {images}) …")
@@ -134,7 +137,8 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
         await _ensure_destination(client, destination, create_destination)
         if images:
             inputs[IMAGES_KEY] = await images_url(client, images)
-        from core.service import WEBHOOK_EVENTS, TrainingService
+        from core.models import WEBHOOK_EVENTS
+        from core.service import TrainingService
         from core.views import status_view
 
         if owner is None:
