@@ -28,7 +28,7 @@ from core.errors import NetworkError, ReplitrackError, ServerError
 from core.models import TERMINAL, utcnow
 from core.service import TrainingService
 from core.updates import UpdateResult
-from core.views import status_view
+from core.views import is_terminal, with_progress
 from tui.hooks import run_hook
 from tui.widgets.status_line import Connection
 
@@ -84,7 +84,7 @@ class ReplitrackApp(App[int]):
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
         self.listener_factory = listener_factory  # builds the listener after the first paint
         self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
-        self.records: dict[str, dict[str, Any]] = {}  # training id → the view the screens show
+        self.records: dict[str, dict[str, Any]] = {}  # training id → its record, live figures merged
         self.log_sinks: dict[str, list[Callable[[str], None]]] = {}
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
         self.connection_changed: Signal[None] = Signal(self, "connection-changed")
@@ -94,13 +94,15 @@ class ReplitrackApp(App[int]):
         self._pending_logs: dict[str, list[str]] = {}
         self._ended: list[str] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._watched_listener: Any = None
+        self._unwatch_listener: Callable[[], None] | None = None
         self._last_error: str | None = None
         self._told: dict[str, float] = {}  # error kind → when it was last shown
 
     # ----- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:
-        # The stored records carry every field the list shows; the live view (status_view with
-        # the tracker's progress) is built per training when an update or the detail needs it.
+        # One shape for every training: its stored record, with the tracker's fresher figures
+        # merged in (`with_progress`) when an update or the detail brings them.
         self.records = {record["id"]: record for record in self.store.trainings()}
         self._unsubscribe = self.service.updater.subscribe(self._on_update)
         for notice in self.store.notices:
@@ -154,6 +156,8 @@ class ReplitrackApp(App[int]):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
+        if self._unwatch_listener:
+            self._unwatch_listener()
 
     def start_background(self) -> None:
         """Polling (and the first import) once there is a token to use."""
@@ -209,8 +213,6 @@ class ReplitrackApp(App[int]):
         widgets there): it only records what changed and posts one message; the handler, in the
         app's context, does the rest.
         """
-        if result.source == "webhook":
-            self.connection.webhooks += 1
         if result.source in ("poll", "sync", "import", "webhook"):
             self.connection.last_ok = self.clock()
             if not self.connection.online and result.source != "webhook":
@@ -218,7 +220,7 @@ class ReplitrackApp(App[int]):
         if not result.accepted or result.record is None:
             return
         tid = result.training_id
-        self.records[tid] = status_view(result.record, result.progress, now=self.clock())
+        self.records[tid] = with_progress(result.record, result.progress, now=self.clock())
         if result.new_log and tid in self.log_sinks:
             self._pending_logs.setdefault(tid, []).append(result.new_log)
         # became_terminal means an ending seen as it happened (core decides): importing 300
@@ -274,8 +276,8 @@ class ReplitrackApp(App[int]):
             return self.records.get(training_id)
         now = self.clock()
         tracker = self.service.updater.tracker(training_id) if tracked else None
-        view = status_view(record, tracker.estimate(now) if tracker else None, now=now)
-        if tracker is not None and view["terminal"]:
+        view = with_progress(record, tracker.estimate(now) if tracker else None, now=now)
+        if tracker is not None and is_terminal(record):
             # A finished training's record keeps the figures of its last significant update
             # (or none, when it was imported without its log): the parsed log knows the last.
             state = tracker.state
@@ -292,6 +294,10 @@ class ReplitrackApp(App[int]):
     # ----- listener, polling and errors --------------------------------------------------------
     def _refresh_listener_state(self) -> None:
         listener = self.listener
+        if listener is not None and listener is not self._watched_listener:
+            # Every request it records moves the count at once (it runs in this event loop).
+            self._unwatch_listener = listener.subscribe(lambda _: self.call_later(self._refresh_listener_state))
+            self._watched_listener = listener
         if listener is None:
             starting = self.boot is not None and self.connection.importing or self.listener_factory
             self.connection.public_url = None
@@ -300,7 +306,7 @@ class ReplitrackApp(App[int]):
             status = listener.status
             self.connection.public_url = status.public_url
             self.connection.listener_error = None if status.tunnel_up else status.tunnel
-            self.connection.webhooks = max(self.connection.webhooks, status.accepted)
+            self.connection.webhooks = status.accepted  # the one count: what the listener accepted
         self.connection_changed.publish(None)  # also moves "last update N ago" on
 
     def _poll_error(self, error: ReplitrackError) -> None:
