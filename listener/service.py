@@ -22,7 +22,7 @@ from core.webhooks import sign_webhook
 from listener.events import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENTS, EventLog, EventRecord
 from listener.localapi import LocalApi, is_loopback
 from listener.receiver import DEFAULT_MAX_BODY, WEBHOOK_PATH, WebhookReceiver, WebhookSecret
-from listener.tunnel import STATE_OFF, STATE_UP, Tunnel, TunnelConfig
+from listener.tunnel import Tunnel, TunnelConfig, TunnelState
 
 EVENTS_DIR = "events"
 
@@ -31,7 +31,7 @@ EVENTS_DIR = "events"
 class ListenerStatus:
     """What the TUI header shows about webhooks."""
 
-    tunnel: str  # "up", "starting", "down: <reason>", "off (polling only)"
+    tunnel: str  # the state in words: "up", "starting", "down: <reason>", "off (polling only)"
     public_url: str | None
     webhook_url: str | None
     local_url: str | None
@@ -39,10 +39,12 @@ class ListenerStatus:
     rejected: int
     last_webhook_at: str | None  # ISO, Z
     secret: str  # where the signing secret comes from (never the secret)
+    tunnel_state: TunnelState = TunnelState.OFF
+    tunnel_reason: str | None = None  # why it is down
 
     @property
     def tunnel_up(self) -> bool:
-        return self.tunnel == STATE_UP
+        return self.tunnel_state is TunnelState.UP
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +159,9 @@ class Listener:
     def status(self) -> ListenerStatus:
         receiver = self.receiver
         return ListenerStatus(
-            tunnel=self.tunnel.state if self.tunnel else STATE_OFF,
+            tunnel=self.tunnel.describe() if self.tunnel else "off (polling only)",
+            tunnel_state=self.tunnel.state if self.tunnel else TunnelState.OFF,
+            tunnel_reason=self.tunnel.reason if self.tunnel else None,
             public_url=self.public_url, webhook_url=self.webhook_url, local_url=self.local_url,
             accepted=receiver.accepted if receiver else 0, rejected=receiver.rejected if receiver else 0,
             last_webhook_at=receiver.last_webhook_at if receiver else None,

@@ -29,6 +29,7 @@ from core.models import TERMINAL, utcnow
 from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
+from listener.tunnel import TunnelState
 from tui.hooks import run_hook
 from tui.widgets.status_line import Connection
 
@@ -139,7 +140,7 @@ class ReplitrackApp(App[int]):
         """Run the slow set-up after the first paint, then start as usual."""
         assert self.boot is not None
         self.connection.importing = "starting…"
-        self.connection.listener_error = "starting"
+        self.connection.listener_error = "tunnel starting…"
         self.connection_changed.publish(None)
         try:
             await self.boot(self)
@@ -301,11 +302,11 @@ class ReplitrackApp(App[int]):
         if listener is None:
             starting = self.boot is not None and self.connection.importing or self.listener_factory
             self.connection.public_url = None
-            self.connection.listener_error = "starting" if starting else "no listener"
+            self.connection.listener_error = "tunnel starting…" if starting else "no listener"
         else:
             status = listener.status
             self.connection.public_url = status.public_url
-            self.connection.listener_error = None if status.tunnel_up else status.tunnel
+            self.connection.listener_error = None if status.tunnel_up else _tunnel_note(status)
             self.connection.webhooks = status.accepted  # the one count: what the listener accepted
         self.connection_changed.publish(None)  # also moves "last update N ago" on
 
@@ -460,6 +461,13 @@ class ReplitrackApp(App[int]):
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
+
+
+def _tunnel_note(status: Any) -> str:
+    """Why webhooks cannot reach us, from the listener's status, in a few words."""
+    if status.tunnel_state is TunnelState.DOWN:
+        return f"tunnel down: {status.tunnel_reason}"
+    return "tunnel starting…" if status.tunnel_state is TunnelState.STARTING else "tunnel off"
 
 
 def create_app(service: TrainingService, **options: Any) -> ReplitrackApp:
