@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core import config
+from core.backoff import Backoff
 from core.errors import (
     ApiError,
     AuthError,
@@ -70,12 +71,6 @@ USER_AGENT = _user_agent()
 
 # ---------------------------------------------------------------------------------------------
 # Retry timing (pure functions, so the decisions can be tested without waiting)
-
-
-def backoff_delay(retry: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number `retry` (0 for the first): 0.5 s doubling, ±25 %, ≤ 20 s."""
-    base = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(retry, 16))
-    return min(BACKOFF_CAP, base * (1 + JITTER * (2 * rng() - 1)))
 
 
 def retry_after_hint(response: httpx.Response, now: float | None = None) -> float | None:
@@ -174,7 +169,8 @@ class ReplicateClient:
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self._sleep = sleep
-        self._rng = random.Random()  # jitter only; never the global generator
+        # jitter only; never the global generator
+        self._backoff = Backoff(BACKOFF_BASE, BACKOFF_CAP, jitter=JITTER, rng=random.Random().random)
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -483,16 +479,16 @@ class ReplicateClient:
                     raise ConfigError(f"cannot use {url}: {error}; check REPLICATE_BASE_URL") from None
                 if not safe_to_repeat or retries >= self.max_retries:
                     raise self._network_error(error, retries) from None
-                delay = backoff_delay(retries, self._rng.random)
+                delay = self._backoff.delay(retries)
             else:
                 status = response.status_code
                 if status == 429:
                     hint = retry_after_hint(response)
                     if retries >= self.max_retries or (hint is not None and hint > MAX_HONOURED_WAIT):
                         raise self._rate_limit_error(response, hint, retries)
-                    delay = hint if hint else backoff_delay(retries, self._rng.random)
+                    delay = hint if hint else self._backoff.delay(retries)
                 elif status >= 500 and safe_to_repeat and retries < self.max_retries:
-                    delay = backoff_delay(retries, self._rng.random)
+                    delay = self._backoff.delay(retries)
                 elif response.is_success:
                     return response
                 else:
@@ -699,6 +695,5 @@ __all__ = [
     "PAGE_SIZE",
     "ReplicateClient",
     "USER_AGENT",
-    "backoff_delay",
     "retry_after_hint",
 ]

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.models import Status, Training, format_time, parse_time, utcnow
+from core.observers import Observers
 from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
 
@@ -61,13 +62,12 @@ class Updater:
         self.clock = clock
         self._trackers: OrderedDict[str, ProgressTracker] = OrderedDict()  # most recently used last
         self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
-        self._subscribers: list[Callable[[UpdateResult], None]] = []
+        self._subscribers: Observers[UpdateResult] = Observers()
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
 
     def subscribe(self, callback: Callable[[UpdateResult], None]) -> Callable[[], None]:
         """Call `callback` after every applied update; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+        return self._subscribers.subscribe(callback)
 
     def tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
         """The live progress of a training, rebuilt from its stored log on first use."""
@@ -150,8 +150,7 @@ class Updater:
                                        progress, new_log, significant, became_terminal, changes))
 
     def _tell(self, result: UpdateResult) -> UpdateResult:
-        for callback in list(self._subscribers):
-            callback(result)
+        self._subscribers.notify(result)
         return result
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from core.backoff import Backoff
 from core.errors import BadArgumentError
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ class Tunnel:
         self._process: Any = None  # pyngrok's NgrokProcess of the running agent
         self._watchdog: asyncio.Task[None] | None = None
         self._next_attempt = 0.0
-        self._delay = config.retry_interval
+        self._backoff = Backoff(config.retry_interval, max(config.retry_interval, config.max_retry_interval))
+        self._delay = config.retry_interval  # the wait before the next attempt, as announced
         self._permanent = False
         self._stopping = False
 
@@ -179,7 +181,7 @@ class Tunnel:
             return
         self._process = process
         self.agent_pid = getattr(getattr(process, "proc", None), "pid", None)
-        self._delay = self.config.retry_interval
+        self._backoff.reset()
         self._set(TunnelState.UP, url)
 
     def _connect(self) -> tuple[str, Any]:
@@ -229,15 +231,15 @@ class Tunnel:
                 code = getattr(getattr(self._process, "proc", None), "returncode", None)
                 self._process, self.agent_pid = None, None
                 self._permanent = False
-                self._delay = self.config.retry_interval
+                self._backoff.reset()
                 self._schedule_retry()
                 self._set(TunnelState.DOWN, None, f"the ngrok agent stopped (exit code {code}); following "
                           f"trainings by polling, restoring the tunnel in {self._delay:g} s")
             elif self.state is TunnelState.DOWN and not self._permanent and time.monotonic() >= self._next_attempt:
-                self._delay = min(self._delay * 2, self.config.max_retry_interval)
                 await self._attempt()
 
     def _schedule_retry(self) -> None:
+        self._delay = self._backoff.next()
         self._next_attempt = time.monotonic() + self._delay
 
     def _set(self, state: TunnelState, url: str | None, reason: str | None = None) -> None:

@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from core.errors import NetworkError, ReplitrackError, ServerError
 from core.models import TERMINAL, utcnow
+from core.observers import Observers
 from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
@@ -86,7 +87,7 @@ class ReplitrackApp(App[int]):
         self.listener_factory = listener_factory  # builds the listener after the first paint
         self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
         self.records: dict[str, dict[str, Any]] = {}  # training id → its record, live figures merged
-        self.log_sinks: dict[str, list[Callable[[str], None]]] = {}
+        self.log_sinks: dict[str, Observers[str]] = {}  # training id → who shows its log
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
         self.connection_changed: Signal[None] = Signal(self, "connection-changed")
         self.ticked: Signal[datetime] = Signal(self, "tick")
@@ -222,7 +223,7 @@ class ReplitrackApp(App[int]):
             return
         tid = result.training_id
         self.records[tid] = with_progress(result.record, result.progress, now=self.clock())
-        if result.new_log and tid in self.log_sinks:
+        if result.new_log and self.log_sinks.get(tid):
             self._pending_logs.setdefault(tid, []).append(result.new_log)
         # became_terminal means an ending seen as it happened (core decides): importing 300
         # finished trainings raises no toast and runs no hook.
@@ -234,9 +235,7 @@ class ReplitrackApp(App[int]):
     def on_trainings_changed(self, _: TrainingsChanged) -> None:
         logs, self._pending_logs = self._pending_logs, {}
         for tid, chunks in logs.items():
-            text = "".join(chunks)
-            for sink in list(self.log_sinks.get(tid, ())):
-                sink(text)
+            self.log_sinks[tid].notify("".join(chunks))
         if self._dirty:
             changed, self._dirty = frozenset(self._dirty), set()
             self.trainings_changed.publish(changed)
@@ -265,9 +264,7 @@ class ReplitrackApp(App[int]):
             task.add_done_callback(self.hook_tasks.discard)
 
     def subscribe_log(self, training_id: str, sink: Callable[[str], None]) -> Callable[[], None]:
-        self.log_sinks.setdefault(training_id, []).append(sink)
-        return lambda: self.log_sinks.get(training_id, []).remove(sink) if sink in self.log_sinks.get(
-            training_id, []) else None
+        return self.log_sinks.setdefault(training_id, Observers()).subscribe(sink)
 
     def live_view(self, training_id: str, *, tracked: bool = True) -> dict[str, Any] | None:
         """The freshest view: the live tracker's progress merged over the stored record

@@ -29,6 +29,7 @@ from core.errors import (
     ServerError,
     StoreInUseError,
 )
+from core.backoff import Backoff
 from core.models import ID_PATTERN, Status
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
 from tui.cli import _common as c
@@ -101,7 +102,7 @@ class Follower:
         self._records: dict[str, dict[str, Any]] = {}  # as last read from the owner's store
         self._trackers: dict[str, Any] = {}  # ProgressTracker per training, while reading the owner's
         self._next_poll: float = 0.0
-        self._backoff = 0.0
+        self._backoff = Backoff(interval, max(interval, MAX_BACKOFF))
         self._warned: str | None = None
         self.polling = False  # the mode of the last tick, for the caller's messages
 
@@ -264,8 +265,7 @@ class Follower:
         if isinstance(error, RateLimitError) and error.retry_after:
             wait = max(self.interval, error.retry_after)
         else:
-            self._backoff = min(MAX_BACKOFF, max(self.interval, self._backoff * 2 or self.interval))
-            wait = self._backoff
+            wait = self._backoff.next()
         message = f"{error} — still following, next try in {wait:.0f} s"
         if message != self._warned:
             o.warn(message)
@@ -275,7 +275,8 @@ class Follower:
     def _recovered(self) -> None:
         if self._warned:
             o.warn("reached Replicate again; following")
-        self._warned, self._backoff = None, 0.0
+        self._warned = None
+        self._backoff.reset()
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
