@@ -16,8 +16,9 @@ meaning its latest training):
                                              start a training here (the tunnel's webhook by default)
   POST /api/trainings/{ref}/retry            a new training with the same trainer, destination, inputs
   POST /api/trainings/{ref}/cancel           cancel a running training
+  POST /api/trainings/{ref}/refresh          fetch it from Replicate now (an id not stored yet too)
   POST /api/import                           import every training of the account
-The actions are how `replitrack train/retry/cancel/import` act when this instance owns the store.
+The actions are how `replitrack train/retry/cancel/import/sync` act when this instance owns the store.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class LocalApi:
         add.add_post("/api/trainings", self.start_training)
         add.add_post("/api/trainings/{ref:.+}/retry", self.retry_training)
         add.add_post("/api/trainings/{ref:.+}/cancel", self.cancel_training)
+        add.add_post("/api/trainings/{ref:.+}/refresh", self.refresh_training)
         add.add_post("/api/import", self.import_all)
         return app
 
@@ -213,10 +215,23 @@ class LocalApi:
         return await self._act(lambda: self.service.retry(record["id"]), status=201)
 
     async def cancel_training(self, request: web.Request) -> web.Response:
-        record = self._find(request.match_info["ref"])
-        if record is None:
+        training_id = self._training_id(request.match_info["ref"])
+        if training_id is None:
             return _unknown(request.match_info["ref"])
-        return await self._act(lambda: self.service.cancel(record["id"]))
+        return await self._act(lambda: self.service.cancel(training_id))
+
+    async def refresh_training(self, request: web.Request) -> web.Response:
+        """A change made beside this instance (on Replicate) into its store now, not at the next poll."""
+        training_id = self._training_id(request.match_info["ref"])
+        if training_id is None:
+            return _unknown(request.match_info["ref"])
+        return await self._act(lambda: self.service.refresh(training_id, source="sync"))
+
+    def _training_id(self, ref: str) -> str | None:
+        """The id of a stored training (by id or destination), or `ref` itself when it is an id
+        not stored yet (Replicate may know it); None for a destination with no training here."""
+        record = self._find(ref)
+        return record["id"] if record else (None if "/" in ref else ref)
 
     async def _act(self, action: Callable[[], Awaitable[Any]], *, status: int = 200) -> web.Response:
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from core import config
 from core.errors import ReplitrackError
@@ -236,10 +237,6 @@ async def refresh_unfinished() -> None:
 
 # ----- the owner's local API -------------------------------------------------------------------
 
-class RouteMissing(Exception):
-    """The owner's local API has no such endpoint (an older or partial instance)."""
-
-
 class LocalApi:
     """A small JSON client for the local API of the instance that owns the store."""
 
@@ -265,14 +262,9 @@ class LocalApi:
             data = None
         if response.is_success:
             return data
-        detail, kind = "", ""
+        detail = ""
         if isinstance(data, dict):
             detail = str(data.get("detail") or data.get("error") or data.get("title") or "")
-            kind = str(data.get("type") or "")
-        # the local API says "no such route" as problem type ...:not_found (an unknown training
-        # is ...:unknown_training, a real answer to pass on)
-        if response.status_code == 405 or (response.status_code == 404 and (kind.endswith(":not_found") or not kind)):
-            raise RouteMissing(f"{method} {path}")
         raise ReplitrackError(detail or f"{self.owner.describe()} answered {response.status_code} "
                               f"to {method} {path}")
 
@@ -319,16 +311,13 @@ def view_of_training(training: Any, before: dict[str, Any] | None = None) -> dic
 
 
 async def adopt(owner: Owner, training_id: str) -> dict[str, Any] | None:
-    """Have the owner bring a training up to date from Replicate now, so a change made beside it
-    (a cancel, a new training) is in its store at once rather than at its next poll. Its
-    training-logs endpoint does that: it fetches a running or unknown training live."""
-    from urllib.parse import quote
-
+    """Have the owner bring a training up to date from Replicate now (its refresh route), so a
+    change made beside it is in its store at once rather than at its next poll."""
     if owner.api:
         try:
-            return await LocalApi(owner).object("GET", f"/api/replicate/training-logs/{quote(training_id, safe='')}?tail=0")
-        except (RouteMissing, ReplitrackError) as error:
-            reason = str(error) or "no training-logs endpoint"
+            return await LocalApi(owner).object("POST", f"/api/trainings/{quote(training_id, safe='')}/refresh")
+        except ReplitrackError as error:
+            reason = str(error)
     else:
         reason = "it serves no local API"
     say(f"note: {owner.describe()} owns the store and could not be asked to fetch {training_id} ({reason}); "
@@ -342,7 +331,7 @@ async def owner_webhook(owner: Owner) -> str | None:
         return None
     try:
         status = await LocalApi(owner).call("GET", "/api/listener")
-    except (RouteMissing, ReplitrackError):
+    except ReplitrackError:
         return None
     url = status.get("webhook_url") if isinstance(status, dict) else None
     return url if isinstance(url, str) and url else None

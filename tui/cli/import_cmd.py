@@ -38,13 +38,9 @@ async def import_all(*, quiet: bool = False) -> dict[str, Any]:
                 return await _import_here(store, quiet)
         owner = c.store_owner() or c.Owner(None, None)
     if owner.api:
-        try:
-            answer = await c.LocalApi(owner).call("POST", "/api/import")
-            if isinstance(answer, dict):
-                return {"imported": int(answer.get("imported") or 0), "pages": int(answer.get("pages") or 0),
-                        "stored": int(answer.get("stored") or 0)}
-        except c.RouteMissing:
-            pass
+        answer = await c.LocalApi(owner).object("POST", "/api/import")
+        return {"imported": int(answer.get("imported") or 0), "pages": int(answer.get("pages") or 0),
+                "stored": int(answer.get("stored") or 0)}
     raise ReplitrackError(
         f"{owner.describe()} owns the store and cannot import on request: import from it (the TUI "
         "imports your trainings on first run), or stop it and run `replitrack import` again"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import ReplitrackError
 from core.models import Status
@@ -43,18 +44,13 @@ async def retry(ref: str) -> tuple[dict[str, Any], str]:
                 return status_view(result.record or {"id": result.training_id}), record["id"]
         owner = c.store_owner() or c.Owner(None, None)
     # Another instance owns the store: it retries (and so tracks the new training with its
-    # destination); an owner without that endpoint gets the new training adopted.
+    # destination); an owner without a local API gets the new training adopted.
     with c.open_store(write=False) as store:
         record = c.find_record(store, ref)
     _check_finished(record)
     if owner.api:
-        from urllib.parse import quote
-
-        try:
-            path = f"/api/trainings/{quote(record['id'], safe='')}/retry"
-            return await c.LocalApi(owner).object("POST", path), record["id"]
-        except c.RouteMissing:
-            pass
+        path = f"/api/trainings/{quote(record['id'], safe='')}/retry"
+        return await c.LocalApi(owner).object("POST", path), record["id"]
     if not record.get("destination") or not record.get("trainer"):
         raise ReplitrackError(
             f"cannot retry {record['id']}: its destination model is unknown (it was started elsewhere "

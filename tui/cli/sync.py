@@ -100,9 +100,6 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
     for target in targets:
         try:
             report["synced"].append(await _sync_one_through(api, target, version if ref is not None else None))
-        except c.RouteMissing:
-            raise ReplitrackError(f"{owner.describe()} has no sync endpoint: sync from it, or stop it "
-                                  "and run the command again") from None
         except ReplitrackError as error:
             if ref is not None:
                 raise
@@ -120,8 +117,8 @@ async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -
 
         if not ID_PATTERN.match(target):
             raise UnknownTrainingError(target)
-        # never imported: its training-logs endpoint fetches an unknown training from Replicate
-        await api.call("GET", f"/api/replicate/training-logs/{quote(target, safe='')}?tail=0")
+        # never imported: the owner fetches it from Replicate first
+        await api.call("POST", f"/api/trainings/{quote(target, safe='')}/refresh")
         created = True
     body: dict[str, Any] = {"modelId": target}
     if version:

@@ -149,14 +149,11 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
                     return status_view(result.record or {"id": result.training_id})
             owner = c.store_owner() or c.Owner(None, None)
         # Another instance owns the store: it starts the training (with its tunnel's webhook URL
-        # when up) and so knows its destination; an owner without that endpoint gets it adopted.
+        # when up) and so knows its destination; an owner without a local API gets it adopted.
         if owner.api:
             body = {"trainer": trainer, "version": version, "destination": destination, "input": inputs,
                     "webhook": webhook}
-            try:
-                return await c.LocalApi(owner).object("POST", "/api/trainings", body)
-            except c.RouteMissing:
-                pass
+            return await c.LocalApi(owner).object("POST", "/api/trainings", body)
         webhook = webhook or await c.owner_webhook(owner)
         training = await client.create_training(trainer, version, destination, inputs, webhook=webhook,
                                                 webhook_events_filter=list(WEBHOOK_EVENTS) if webhook else None)
