@@ -195,7 +195,7 @@ class ReplitrackApp(App[int]):
         self.connection.account = str(account.get("username") or "") or None
         self.connection_changed.publish(None)
 
-    def sign_in(self, then: Callable[[], None] | None = None) -> None:
+    def sign_in(self, then: Callable[[], object] | None = None) -> None:
         from tui.screens.sign_in import SignInScreen
 
         def done(ok: bool | None) -> None:

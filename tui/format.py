@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
-from core.formats import duration, remaining_seconds
-from core.formats import number as number, percent as percent, rate as rate  # the screens' formatters too
+from core.formats import remaining_seconds
+from core.formats import duration as duration, number as number, percent as percent, rate as rate  # the screens' too
 from core.models import Status, parse_time
 
 # One colour per status, from Textual's theme variables where the widget allows it.

@@ -15,19 +15,19 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from core import inputs
 from core.errors import BadArgumentError, ConfigError, NotFoundError, ReplitrackError
+from tui.base import ReplitrackScreen
 from tui.training_form import Field, fields_of, images_field, parse_pairs
 from tui.widgets.status_line import StatusLine
 
 DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
 
 
-class NewTrainingScreen(Screen[None]):
+class NewTrainingScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="new.back"),
         Binding("ctrl+l", "load", "Load inputs", id="new.load"),
@@ -86,10 +86,10 @@ class NewTrainingScreen(Screen[None]):
         trainer, version = self.value("new-trainer"), self.value("new-version")
         self.note(f"Loading the inputs of {trainer}…", "cyan")
         try:
-            schema = await self.app.service.client.training_input_schema(trainer, version or None)  # type: ignore[attr-defined]
+            schema = await self.app.service.client.training_input_schema(trainer, version or None)
         except ConfigError:
             self.note("Sign in first: the schema comes from Replicate.", "yellow")
-            self.app.sign_in(then=lambda: self.load(then_start))  # type: ignore[attr-defined]
+            self.app.sign_in(then=lambda: self.load(then_start))
             return
         except ReplitrackError as error:
             self.note(str(error), "red")
@@ -133,10 +133,10 @@ class NewTrainingScreen(Screen[None]):
     def start(self) -> None:
         if self.starting:
             return
-        if not self.app.service.client.token:  # type: ignore[attr-defined]
+        if not self.app.service.client.token:
             # Keep everything typed; sign in, then come back here and go on by itself.
             self.note("Sign in first; the training starts right after.", "yellow")
-            self.app.sign_in(then=self.start)  # type: ignore[attr-defined]
+            self.app.sign_in(then=self.start)
             return
         if self.loaded_for != (self.value("new-trainer"), self.value("new-version")):
             self.load(then_start=True)
@@ -170,7 +170,7 @@ class NewTrainingScreen(Screen[None]):
             await self._submit(values)
         except ReplitrackError as error:
             self.note(str(error), "red")
-            self.app.report(error)  # type: ignore[attr-defined]
+            self.app.report(error)
         finally:
             self.starting = False
 
@@ -204,7 +204,7 @@ class NewTrainingScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.app.report(event.worker.error)  # type: ignore[attr-defined]
+            self.app.report(event.worker.error)
 
 
 def _confirm(question: str) -> Any:

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from core.formats import stage_label
+from core.formats import stage_label as stage_label  # the models list shows it too
 from tui.format import bar
 
 _BAR_STYLE = {"succeeded": "green", "failed": "red", "canceled": "magenta", "aborted": "magenta"}

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual.widget import Widget
 
+from tui.base import ReplitrackWidget
 from tui.format import ago
 
 
@@ -57,13 +57,13 @@ def describe(connection: Connection, now: datetime) -> Text:
     return text
 
 
-class StatusLine(Widget):
+class StatusLine(ReplitrackWidget):
     DEFAULT_CSS = """
     StatusLine { height: 1; background: $panel; }
     """
 
     def on_mount(self) -> None:
-        self.app.connection_changed.subscribe(self, self._changed)  # type: ignore[attr-defined]
+        self.app.connection_changed.subscribe(self, self._changed)
 
     def _changed(self, _: object) -> None:
         # A screen under the current one is still composited: repainting it there would make
@@ -73,4 +73,4 @@ class StatusLine(Widget):
 
     def render(self) -> Text:
         app = self.app
-        return describe(app.connection, app.clock())  # type: ignore[attr-defined]
+        return describe(app.connection, app.clock())
