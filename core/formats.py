@@ -7,7 +7,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-from core.logparse import Stage
 from core.models import Status, parse_time, utcnow
 
 UNKNOWN = "–"
@@ -57,6 +56,8 @@ def stage_label(stage: str | None) -> str:
     """The stage as a person reads it (`downloading weights`); an unknown name as it is."""
     if not stage:
         return UNKNOWN
+    from core.logparse import Stage  # the parser's regexes: loaded when a label is asked for, for start-up time
+
     try:
         return Stage(stage).label
     except ValueError:

@@ -90,7 +90,7 @@ class TunnelError(Exception):
 
 def explain(error: BaseException) -> TunnelError:
     """Turn pyngrok's exceptions into one clear sentence each."""
-    from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokInstallError
+    from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokInstallError  # pyngrok: loaded when used, for start-up time
 
     if isinstance(error, TunnelError):
         return error
@@ -209,7 +209,7 @@ class Tunnel:
         return proc is not None and proc.poll() is None
 
     def _close_agent(self) -> None:
-        from pyngrok import ngrok
+        from pyngrok import ngrok  # pyngrok: loaded when used, for start-up time
 
         try:
             if self.public_url and self._agent_alive():

@@ -32,6 +32,7 @@ from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
 from listener.tunnel import TunnelState
 from tui.hooks import run_hook
+from tui.screens.models import ModelsScreen
 from tui.widgets.status_line import Connection
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ class ReplitrackApp(App[int]):
         self._refresh_listener_state()
         if self.tick_enabled:
             self.set_interval(1.0, self._tick)
-        from tui.screens.models import ModelsScreen
-
         # Installed, so that switching to a detail keeps it (rows, cursor, sort) without keeping
         # it underneath: a screen underneath is still composited, and each of its updates would
         # repaint the whole detail screen.
@@ -196,7 +195,7 @@ class ReplitrackApp(App[int]):
         self.connection_changed.publish(None)
 
     def sign_in(self, then: Callable[[], object] | None = None) -> None:
-        from tui.screens.sign_in import SignInScreen
+        from tui.screens.sign_in import SignInScreen  # loaded when first shown, for start-up time
 
         def done(ok: bool | None) -> None:
             if ok and then:
@@ -365,7 +364,7 @@ class ReplitrackApp(App[int]):
         return count
 
     def confirm_then(self, question: str, action: Callable[[], Awaitable[Any]]) -> None:
-        from tui.screens.confirm import ConfirmScreen
+        from tui.screens.confirm import ConfirmScreen  # loaded when first shown, for start-up time
 
         def answered(ok: bool | None) -> None:
             if ok:
@@ -413,8 +412,7 @@ class ReplitrackApp(App[int]):
 
     # ----- screens -----------------------------------------------------------------------------
     def open_detail(self, training_id: str) -> None:
-        from tui.screens.detail import DetailScreen
-        from tui.screens.models import ModelsScreen
+        from tui.screens.detail import DetailScreen  # loaded when first shown, for start-up time
 
         if isinstance(self.screen, ModelsScreen):
             self.switch_screen(DetailScreen(training_id))  # see on_mount: models is installed
@@ -428,18 +426,18 @@ class ReplitrackApp(App[int]):
             self.switch_screen("models")
 
     def action_open_sync(self) -> None:
-        from tui.screens.sync import SyncScreen
+        from tui.screens.sync import SyncScreen  # loaded when first shown, for start-up time
 
         if not isinstance(self.screen, SyncScreen):
             self.push_screen(SyncScreen())
 
     def action_new_training(self) -> None:
-        from tui.screens.new_training import NewTrainingScreen
+        from tui.screens.new_training import NewTrainingScreen  # loaded when first shown, for start-up time
 
         self.push_screen(NewTrainingScreen())
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from tui.screens.help import HelpScreen  # loaded when first shown, for start-up time
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from core import config
-from core.errors import ReplitrackError
-from core.models import ID_PATTERN, Status
+from core.errors import ReplitrackError, StoreInUseError
+from core.models import ID_PATTERN, Status, format_time
+from core.views import status_view, tracked_status_view
 from tui.cli._output import say, warn
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Owner:
 
 
 def store_owner() -> Owner | None:
-    from core.store import read_owner
+    from core.store import read_owner  # tinydb: loaded when used, for start-up time
 
     found = read_owner(config.home())
     if found is None:
@@ -119,8 +120,7 @@ def open_store(*, write: bool) -> Iterator[Store]:
 
     A reading command always opens it read-only (no lock taken), so it runs beside a TUI.
     """
-    from core.errors import StoreInUseError
-    from core.store import Store
+    from core.store import Store  # tinydb: loaded when used, for start-up time
 
     store: Store
     if write:
@@ -144,7 +144,7 @@ CLI_RETRIES = 3  # a command gives up after ~4 s offline (the client's default, 
 def make_client(**kwargs: Any) -> ReplicateClient:
     """A client whose longer waits (a rate limit's Retry-After) are announced on stderr: a silent
     pause looks hung."""
-    from core.client import ReplicateClient
+    from core.client import ReplicateClient  # httpx: loaded when used, for start-up time
 
     async def sleep(seconds: float) -> None:
         if seconds >= 2:
@@ -157,7 +157,7 @@ def make_client(**kwargs: Any) -> ReplicateClient:
 
 def find_record(store: Store, ref: str) -> dict[str, Any]:
     """A stored training by id or destination `owner/name`, or the clear unknown-id error."""
-    from core.service import UnknownTrainingError
+    from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
     record = store.find(ref.strip())
     if record is None:
@@ -167,8 +167,7 @@ def find_record(store: Store, ref: str) -> dict[str, Any]:
 
 def live_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
     """`status_view` with the progress estimated from the stored log (as the local API does)."""
-    from core.updates import Updater
-    from core.views import tracked_status_view
+    from core.updates import Updater  # tinydb: loaded when used, for start-up time
 
     return tracked_status_view(Updater(store), record)
 
@@ -177,13 +176,11 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     """A training's status view (and stored log). When no instance keeps the store fresh and the
     training may still change (or is not stored yet), it is fetched from Replicate first; when
     Replicate cannot be reached, what is stored is shown with a warning."""
-    from core.views import tracked_status_view
-
     owner = store_owner()
     with open_store(write=owner is None) as store:
         record = store.find(ref.strip())
         if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal):
-            from core.service import TrainingService, UnknownTrainingError
+            from core.service import TrainingService, UnknownTrainingError  # httpx: loaded when used, for start-up time
 
             if record is None and not ID_PATTERN.match(ref.strip()):
                 raise UnknownTrainingError(ref)  # a destination name we do not know: nothing to fetch
@@ -210,7 +207,7 @@ REFRESH_CONCURRENCY = 8  # well under Replicate's 3000 requests/min, and quick f
 async def refresh_unfinished() -> None:
     """Bring the store's unfinished trainings up to date from Replicate (nobody else does while no
     instance runs). A failure is a warning: the stored state is still worth showing."""
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     with open_store(write=True) as store:
         if store.readonly:
@@ -245,7 +242,7 @@ class LocalApi:
         self.owner, self.base, self.timeout = owner, owner.api, timeout  # a sync may wait on Replicate
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        import httpx
+        import httpx  # httpx: loaded when used, for start-up time
 
         url = self.base + path
         try:
@@ -294,9 +291,6 @@ def resolve(store: Store, ref: str) -> tuple[str, dict[str, Any] | None]:
 def view_of_training(training: Any, before: dict[str, Any] | None = None) -> dict[str, Any]:
     """A status view for a training object from the API when the store cannot take it (another
     instance owns the store): what was stored, with what the API just said on top."""
-    from core.models import format_time
-    from core.views import status_view
-
     record = dict(before or {})
     record.update({key: value for key, value in {
         "id": training.id, "status": str(training.status), "trainer": training.model or None,

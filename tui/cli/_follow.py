@@ -30,8 +30,9 @@ from core.errors import (
     StoreInUseError,
 )
 from core.backoff import Backoff
-from core.models import ID_PATTERN, Status
+from core.models import ID_PATTERN, Status, parse_time, utcnow
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
+from core.views import status_view, tracked_status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -145,7 +146,7 @@ class Follower:
                     if record is None:
                         continue
                     if self.progress and tid not in self._trackers:
-                        from core.updates import Updater
+                        from core.updates import Updater  # tinydb: loaded when used, for start-up time
 
                         # built once from the stored log, then fed only what the log gains
                         self._trackers[tid] = Updater(store).tracker(tid)
@@ -168,9 +169,6 @@ class Follower:
         return Tick(dict(self._views), texts, starts)
 
     def _owned_view(self, tid: str) -> dict[str, Any]:
-        from core.models import parse_time, utcnow
-        from core.views import status_view
-
         record = self._records[tid]
         tracker = self._trackers.get(tid)
         if tracker is None or Status.parse(record.get("status")).terminal:
@@ -187,7 +185,7 @@ class Follower:
         for ref in self.refs:
             record = store.find(ref)
             if record is None:
-                from core.service import UnknownTrainingError
+                from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
                 if owner is not None:
                     raise ReplitrackError(
@@ -202,7 +200,7 @@ class Follower:
         loop = asyncio.get_running_loop()
         if loop.time() < self._next_poll and self._views:
             return Tick(dict(self._views))
-        from core.service import TrainingService
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
         from core.store import Store
 
         try:
@@ -233,8 +231,6 @@ class Follower:
                         self._recovered()
                     if record is None:
                         continue
-                    from core.views import tracked_status_view
-
                     self._views[tid] = (tracked_status_view(service.updater, record) if self.progress
                                         else _plain_view(record))
                     log = store.read_log(tid)
@@ -256,7 +252,7 @@ class Follower:
             elif ID_PATTERN.match(ref):
                 self.ids.append(ref)
             else:
-                from core.service import UnknownTrainingError
+                from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
                 raise UnknownTrainingError(ref)
 
@@ -288,7 +284,5 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 
 
 def _plain_view(record: dict[str, Any]) -> dict[str, Any]:
-    from core.views import status_view
-
     return status_view(record)
 

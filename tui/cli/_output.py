@@ -70,7 +70,7 @@ def say(message: str) -> None:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[Sequence[str | None]] | None = None,
                 stream: IO[str] | None = None, *, right: Sequence[int] = ()) -> None:
     """Columns aligned on their widest cell; styles (per cell) only on a terminal."""
-    from rich.cells import cell_len  # wide characters (CJK, emoji) count double
+    from rich.cells import cell_len  # wide characters count double; rich: loaded when used, for start-up time
 
     stream = stream or sys.stdout
     colour = use_colour(stream)

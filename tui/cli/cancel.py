@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from core.errors import ReplitrackError
 from core.models import Status
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -40,8 +41,7 @@ async def cancel(ref: str) -> dict[str, Any]:
             tid, record = c.resolve(store, ref)
             _check_running(record)
             if not store.readonly:
-                from core.service import TrainingService
-                from core.views import status_view
+                from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
                 async with c.make_client() as client:
                     result = await TrainingService(store, client).cancel(tid)

@@ -48,7 +48,7 @@ async def import_all(*, quiet: bool = False) -> dict[str, Any]:
 
 
 async def _import_here(store: Any, quiet: bool) -> dict[str, Any]:
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     meter = _Meter(quiet)
     pages = 0
@@ -75,7 +75,7 @@ class _Meter:
         self.started = time.monotonic()
         self.progress: Any = None
         if not quiet and sys.stderr.isatty():
-            from rich.console import Console
+            from rich.console import Console  # rich: loaded when used, for start-up time
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(SpinnerColumn(), TextColumn("Importing trainings"), BarColumn(bar_width=None),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import formats
+from core import config, formats
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -22,9 +23,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import config
-    from core.views import status_view
-
     if not args.no_refresh and c.store_owner() is None and config.api_token():
         c.run_async(c.refresh_unfinished())
     with c.open_store(write=False) as store:

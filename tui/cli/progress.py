@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import timedelta
 from typing import Any
 
+from core import formats
 from core.errors import ReplitrackError
+from core.models import Status, utcnow
 from tui.cli import _common as c
 
 STATUSES = ("starting", "processing", "succeeded", "failed", "canceled", "aborted")
@@ -70,12 +74,7 @@ def read_log(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from datetime import timedelta
-
-    from core import formats
-    from core.models import Status, utcnow
-    from core.progress import ProgressTracker
+    from core.progress import ProgressTracker  # the parser and statistics: loaded when run, for start-up time
 
     text = read_log(args.logfile)
     if text and not text.endswith(("\n", "\r")):

@@ -7,7 +7,8 @@ from typing import Any
 from urllib.parse import quote
 
 from core.errors import ReplitrackError
-from core.models import Status
+from core.models import WEBHOOK_EVENTS, Status
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli.watch import report_started
 
@@ -36,8 +37,7 @@ async def retry(ref: str) -> tuple[dict[str, Any], str]:
             record = c.find_record(store, ref)
             _check_finished(record)
             if not store.readonly:
-                from core.service import TrainingService
-                from core.views import status_view
+                from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
                 async with c.make_client() as client:
                     result = await TrainingService(store, client).retry(record["id"])
@@ -57,8 +57,6 @@ async def retry(ref: str) -> tuple[dict[str, Any], str]:
             "and has no output). Start it again with `replitrack train`."
         )
     webhook = await c.owner_webhook(owner)
-    from core.models import WEBHOOK_EVENTS
-
     async with c.make_client() as client:
         training = await client.create_training(record["trainer"], record.get("trainer_version") or None,
                                                 record["destination"], dict(record.get("input") or {}),

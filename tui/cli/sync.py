@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import BadArgumentError, ReplitrackError
 from core.models import ID_PATTERN
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -57,7 +59,7 @@ async def sync(ref: str | None, *, every: bool, version: str | None) -> dict[str
 
 
 async def _sync_here(store: Any, ref: str | None, every: bool, version: str | None, report: dict[str, Any]) -> None:
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     async with c.make_client() as client:
         service = TrainingService(store, client)
@@ -88,7 +90,7 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
         )
     api = c.LocalApi(owner)
     if ref is None:
-        from core.service import TrainingService
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
         with c.open_store(write=False) as store:
             async with c.make_client() as client:
@@ -107,13 +109,11 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
 
 
 async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -> dict[str, Any]:
-    from urllib.parse import quote
-
     with c.open_store(write=False) as store:
         known = store.find(target) is not None
     created = False
     if not known:
-        from core.service import UnknownTrainingError
+        from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
         if not ID_PATTERN.match(target):
             raise UnknownTrainingError(target)
@@ -130,8 +130,6 @@ async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -
 
 
 def _synced(result: Any) -> dict[str, Any]:
-    from core.views import status_view
-
     return {
         "id": result.training_id,
         "outcome": result.outcome,

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.models import OWNER_NAME
+from core.models import OWNER_NAME, WEBHOOK_EVENTS
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli.watch import report_started
 from tui.cli import _output as o
@@ -137,9 +138,7 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
         await _ensure_destination(client, destination, create_destination)
         if images:
             inputs[IMAGES_KEY] = await images_url(client, images)
-        from core.models import WEBHOOK_EVENTS
-        from core.service import TrainingService
-        from core.views import status_view
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
         if owner is None:
             with c.open_store(write=True) as store:

@@ -11,6 +11,7 @@ from typing import Any
 
 from core import formats
 from core.errors import BadArgumentError
+from core.models import utcnow
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -50,7 +51,7 @@ def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) ->
 
 
 async def watch(refs: list[str], *, interval: float = 5.0, json_lines: bool = False) -> int:
-    from tui.cli._follow import Follower
+    from tui.cli._follow import Follower  # tinydb: loaded when used, for start-up time
 
     follower = Follower(list(dict.fromkeys(refs)), interval=interval)
     if json_lines:
@@ -120,8 +121,6 @@ class _Lines(_Display):
         self.last: dict[str, tuple[Any, ...]] = {}
 
     def update(self, tick: Any) -> None:
-        from core.models import utcnow
-
         for tid, view in tick.views.items():
             percent = view.get("overall_percent") or 0
             key = (view["status"], view.get("stage"), int(percent // 10))
@@ -141,7 +140,7 @@ class _Bars(_Display):
     """A terminal: rich progress bars redrawn in place (not full screen), one per training."""
 
     def __init__(self) -> None:
-        from rich.console import Console
+        from rich.console import Console  # rich: loaded when used, for start-up time
         from rich.progress import BarColumn, Progress, TextColumn
 
         self.console = Console()
@@ -158,7 +157,7 @@ class _Bars(_Display):
         self.progress.start()
 
     def update(self, tick: Any) -> None:
-        from rich.markup import escape
+        from rich.markup import escape  # rich: loaded when used, for start-up time
 
         for tid, view in tick.views.items():
             fields: dict[str, Any] = {

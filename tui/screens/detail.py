@@ -223,7 +223,7 @@ class DetailScreen(ReplitrackScreen[None]):
         self.update_log_title()
 
     def action_history(self) -> None:
-        from tui.screens.log_history import LogHistoryScreen
+        from tui.screens.log_history import LogHistoryScreen  # loaded when first shown, for start-up time
 
         self.app.push_screen(LogHistoryScreen(self.training_id))
 

@@ -208,6 +208,6 @@ class NewTrainingScreen(ReplitrackScreen[None]):
 
 
 def _confirm(question: str) -> Any:
-    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.confirm import ConfirmScreen  # loaded when first shown, for start-up time
 
     return ConfirmScreen(question)

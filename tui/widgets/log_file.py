@@ -8,6 +8,7 @@ of a second and never copies the file into Python strings.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import mmap
 import os
@@ -165,8 +166,6 @@ class LogFileView(ScrollView, can_focus=True):
 
     async def reload_in_thread(self) -> None:
         """The same, indexing in a worker thread: a 10⁶-line log never freezes the screen."""
-        import asyncio
-
         at_end = self.scroll_offset.y >= self.max_scroll_y - 1
         if await asyncio.to_thread(self.file.update):
             self.shown(at_end)
