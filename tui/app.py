@@ -31,6 +31,7 @@ from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
 from listener.tunnel import TunnelState
+from tui.format import use_theme
 from tui.hooks import run_hook
 from tui.screens.models import ModelsScreen
 from tui.widgets.status_line import Connection
@@ -104,6 +105,8 @@ class ReplitrackApp(App[int]):
 
     # ----- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:
+        use_theme(self.get_css_variables())  # the formatters' colours: the theme's
+        self.theme_changed_signal.subscribe(self, lambda _: use_theme(self.get_css_variables()))
         # One shape for every training: its stored record, with the tracker's fresher figures
         # merged in (`with_progress`) when an update or the detail brings them.
         self.records = {record["id"]: record for record in self.store.trainings()}

@@ -23,9 +23,9 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.format import colour
+
 MAX_WIDTH = 2_000  # horizontal scroll range; longer lines are cut there
-_MATCH = Style(bgcolor="yellow", color="black", bold=True)
-_CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
 _NEWLINE = re.compile(b"\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -189,7 +189,9 @@ class LogFileView(ScrollView, can_focus=True):
         x = self.scroll_offset.x
         visible = text[x:x + max(0, self.size.width - len(number))]
         if self.pattern is not None and self.pattern.search(text):
-            style = _CURRENT if index == self.current else _MATCH
+            # search hits in the theme's colours: $warning, the current one $primary
+            style = Style(bgcolor=colour("primary" if index == self.current else "warning"),
+                          color=colour("background"), bold=True)
             cursor = 0
             for match in self.pattern.finditer(visible):
                 segments.append(Segment(visible[cursor:match.start()]))

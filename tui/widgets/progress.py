@@ -9,9 +9,8 @@ from rich.text import Text
 from textual.widget import Widget
 
 from core.formats import stage_label as stage_label  # the models list shows it too
-from tui.format import bar
+from tui.format import bar, status_colour
 
-_BAR_STYLE = {"succeeded": "green", "failed": "red", "canceled": "magenta", "aborted": "magenta"}
 
 
 class BigProgress(Widget):
@@ -30,7 +29,7 @@ class BigProgress(Widget):
     def render(self) -> Group:
         view = self.view
         value = float(view.get("overall_percent") or 0)
-        style = _BAR_STYLE.get(str(view.get("status")), "dodger_blue2")
+        style = status_colour(view.get("status"))
         width = max(10, self.size.width - 2)
         line = bar(value / 100, width, style=style)
         caption = Text()
