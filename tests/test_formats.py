@@ -49,3 +49,21 @@ def test_the_command_line_and_the_app_read_alike(capsys: pytest.CaptureFixture[s
     assert lines["ETA"] == eta_text(view, NOW) == "3m 05s"
     assert lines["Stage"] == progress_stage_label("downloading") == "downloading weights"
     assert lines["Progress"] == "7.5%"
+
+
+async def test_the_app_draws_in_its_theme_colours() -> None:
+    from tui.format import bar, status_colour
+    from tui_support import SIZE, simulated
+
+    async with simulated() as env:
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            dark = app.get_css_variables()
+            assert status_colour("succeeded") == dark["success"] and status_colour("failed") == dark["error"]
+            assert str(bar(0.5, 4).style) == dark["primary"]
+            app.theme = "textual-light"
+            await pilot.pause()
+            light = app.get_css_variables()
+            assert light["success"] != dark["success"]
+            assert status_colour("succeeded") == light["success"] and str(bar(0.5, 4).style) == light["primary"]
