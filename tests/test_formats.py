@@ -65,5 +65,5 @@ async def test_the_app_draws_in_its_theme_colours() -> None:
             app.theme = "textual-light"
             await pilot.pause()
             light = app.get_css_variables()
-            assert light["success"] != dark["success"]
-            assert status_colour("succeeded") == light["success"] and str(bar(0.5, 4).style) == light["primary"]
+            assert light["primary"] != dark["primary"]
+            assert status_colour("processing") == light["primary"] and str(bar(0.5, 4).style) == light["primary"]
