@@ -327,19 +327,20 @@ async def bench_webhook_latency(count: int) -> None:
                 body = json.dumps({**base, "logs": logs}).encode()
                 painted = asyncio.get_running_loop().create_future()
 
-                def check() -> None:
+                # The loop's values bound now: every earlier `check` stays subscribed (Textual's
+                # signals unsubscribe a whole node, the screen's own callbacks with it).
+                def check(percent: int = percent, painted: asyncio.Future[float] = painted) -> None:
                     if f"{percent:3.0f}%" in str(table.get_cell(tid, "progress")) and not painted.done():
                         app.call_after_refresh(lambda: painted.done() or painted.set_result(time.perf_counter()))
 
-                unsubscribe = app.trainings_changed.subscribe(screen, lambda _: check())
+                app.trainings_changed.subscribe(screen, lambda _: check())
                 started = time.perf_counter()
                 status = await post(body, f"m{index}")
                 try:
                     done = await asyncio.wait_for(painted, 2.0)
                 except asyncio.TimeoutError:
-                    raise SystemExit(f"webhook {index} (status {status}) never showed {percent}% on screen")
+                    raise SystemExit(f"webhook {index} (status {status}) never showed {percent}% on screen") from None
                 latencies.append(done - started)
-                del unsubscribe
                 started = time.perf_counter()
                 await post(body, f"bad{index}", good=False)
                 baseline.append(time.perf_counter() - started)

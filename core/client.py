@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core import config
+from core.backoff import Backoff
 from core.errors import (
     ApiError,
     AuthError,
@@ -38,7 +39,7 @@ from core.errors import (
     ServerError,
     ValidationError,
 )
-from core.models import Training
+from core.models import ID_PATTERN, OWNER_NAME, WEBHOOK_EVENTS, Training
 
 NO_TOKEN_MESSAGE = (
     "no Replicate API token: set REPLICATE_API_TOKEN "
@@ -53,12 +54,8 @@ JITTER = 0.25  # ± this fraction, so that many clients do not retry in step
 # RateLimitError instead of being slept through while the UI looks frozen.
 MAX_HONOURED_WAIT = 60.0
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # Replicate's limit for POST /v1/files
-WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 PAGE_SIZE = 100  # what GET /v1/trainings returns per page (fixed by the API, not a parameter)
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-ID_PATTERN = _ID  # public name: what the client accepts as a training/version id in a URL path
-_OWNER_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 _RESETS_IN = re.compile(r"resets in\s*~?\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|mins?|minutes?)\b", re.I)
 
 
@@ -76,17 +73,12 @@ USER_AGENT = _user_agent()
 # Retry timing (pure functions, so the decisions can be tested without waiting)
 
 
-def backoff_delay(retry: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number `retry` (0 for the first): 0.5 s doubling, ±25 %, ≤ 20 s."""
-    base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(retry, 16))
-    return min(BACKOFF_CAP, base * (1 + JITTER * (2 * rng() - 1)))
-
-
 def retry_after_hint(response: httpx.Response, now: float | None = None) -> float | None:
     """How long Replicate asks us to wait: `Retry-After` (seconds or HTTP date), else the 429
     body's "resets in ~30s"; None when it gives no hint."""
     header = response.headers.get("retry-after", "").strip()
     if header:
+        seconds: float | None
         try:
             seconds = float(header)
         except ValueError:
@@ -116,7 +108,7 @@ def _seconds_until_http_date(value: str, now: float) -> float | None:
 
 
 def _check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value.strip()):
+    if not isinstance(value, str) or not ID_PATTERN.match(value.strip()):
         raise BadArgumentError(
             f"{what} {value!r} is not a valid id: expected letters and digits only "
             f"(a training id looks like zz4ibbonubfz7carwiefibzgga)"
@@ -125,7 +117,7 @@ def _check_id(value: object, what: str) -> str:
 
 
 def _owner_name(value: object, what: str) -> tuple[str, str]:
-    match = _OWNER_NAME.match(value.strip()) if isinstance(value, str) else None
+    match = OWNER_NAME.match(value.strip()) if isinstance(value, str) else None
     if not match:
         raise BadArgumentError(
             f"{what} {value!r} is not of the form owner/name (for example ostris/flux-dev-lora-trainer)"
@@ -177,7 +169,8 @@ class ReplicateClient:
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self._sleep = sleep
-        self._rng = random.Random()  # jitter only; never the global generator
+        # jitter only; never the global generator
+        self._backoff = Backoff(BACKOFF_BASE, BACKOFF_CAP, jitter=JITTER, rng=random.Random().random)
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -376,7 +369,8 @@ class ReplicateClient:
                 "schema: it is a model you run, not a trainer. Pick a trainer such as "
                 "ostris/flux-dev-lora-trainer"
             )
-        return _inline_refs(training_input, openapi)
+        inlined: dict[str, Any] = _inline_refs(training_input, openapi)
+        return inlined
 
     async def create_model(
         self, owner_name: str, visibility: str = "private", hardware: str = "cpu", description: str | None = None
@@ -514,16 +508,16 @@ class ReplicateClient:
                     raise ConfigError(f"cannot use {url}: {error}; check REPLICATE_BASE_URL") from None
                 if not safe_to_repeat or retries >= self.max_retries:
                     raise self._network_error(error, retries) from None
-                delay = backoff_delay(retries, self._rng.random)
+                delay = self._backoff.delay(retries)
             else:
                 status = response.status_code
                 if status == 429:
                     hint = retry_after_hint(response)
                     if retries >= self.max_retries or (hint is not None and hint > MAX_HONOURED_WAIT):
                         raise self._rate_limit_error(response, hint, retries)
-                    delay = hint if hint else backoff_delay(retries, self._rng.random)
+                    delay = hint if hint else self._backoff.delay(retries)
                 elif status >= 500 and safe_to_repeat and retries < self.max_retries:
-                    delay = backoff_delay(retries, self._rng.random)
+                    delay = self._backoff.delay(retries)
                 elif response.is_success:
                     return response
                 else:
@@ -635,7 +629,7 @@ def _problem(response: httpx.Response) -> tuple[str, str | None]:
             detail = body["detail"].strip()
         fields = body.get("invalid_fields")
         if isinstance(fields, list):
-            notes = [f.get("description") for f in fields if isinstance(f, dict) and f.get("description")]
+            notes = [str(f["description"]) for f in fields if isinstance(f, dict) and f.get("description")]
             if notes:
                 detail = "; ".join([detail, *notes] if detail else notes)
     return title, detail
@@ -730,7 +724,5 @@ __all__ = [
     "PAGE_SIZE",
     "ReplicateClient",
     "USER_AGENT",
-    "WEBHOOK_EVENTS",
-    "backoff_delay",
     "retry_after_hint",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ def home() -> Path:
     """The data directory: REPLITRACK_HOME if set (tests always set it), else the user's data dir."""
     if explicit := os.environ.get("REPLITRACK_HOME"):
         return Path(explicit).expanduser()
-    from platformdirs import user_data_path
+    from platformdirs import user_data_path  # platformdirs: loaded when used, for start-up time
 
     return user_data_path("replitrack", appauthor=False)
 
@@ -30,8 +31,6 @@ def api_token() -> str | None:
     """REPLICATE_API_TOKEN, else the token saved in the config file."""
     if token := os.environ.get("REPLICATE_API_TOKEN", "").strip():
         return token
-    import json
-
     try:
         saved = json.loads(config_path().read_text()).get("api_token")
     except (OSError, ValueError, AttributeError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice, repeat
@@ -351,13 +351,13 @@ class LogParser:
         steps = main.step_at_start.findall(text, start - 1, end)
         if len(steps) != count:
             return False
-        lr_value: float | None = None
+        lr_value = 0.0  # the one lr of every line, read when `lrs` stays None
         lrs: list[float] | None = None
         # The learning rate rarely changes: try "this lr, then a loss" before the general pattern.
         same_lr = main.loss_after(self._lr_text) if self._lr_text else None
-        losses_text = same_lr.findall(text, start, end) if same_lr else []
+        losses_text: Sequence[str] = same_lr.findall(text, start, end) if same_lr else []
         try:
-            if len(losses_text) == count:
+            if self._lr_text is not None and len(losses_text) == count:
                 lr_value = float(self._lr_text)
             else:
                 pairs = main.lr_loss_at_end.findall(text, start, end)

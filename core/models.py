@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -35,6 +35,15 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED})
+# The webhook events a training can send (`webhook_events_filter`); replitrack asks for all four.
+WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
+# Where an update came from, and what applying it did (trainings in core.updates, tries in core.predictions).
+Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay", "download"]
+Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "final"]
+# A training or version id as replitrack accepts it (it goes into URL paths).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# A model or trainer name, `owner/name`, as Replicate allows them.
+OWNER_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 # Replicate sends 3, 6 or 9 fractional digits; datetime.fromisoformat takes at most 6.
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -92,7 +101,7 @@ class Training:
             raise ValueError("not a training object: it has no 'id'")
         output = data.get("output") if isinstance(data.get("output"), dict) else None
         destination = data.get("destination") or _destination_from_output(output)
-        urls = data.get("urls") if isinstance(data.get("urls"), dict) else {}
+        urls = found if isinstance(found := data.get("urls"), dict) else {}
         logs = data.get("logs")
         return cls(
             id=data["id"],
@@ -100,14 +109,14 @@ class Training:
             model=str(data.get("model") or ""),
             version=str(data.get("version") or ""),
             destination=destination,
-            input=data.get("input") if isinstance(data.get("input"), dict) else {},
+            input=given if isinstance(given := data.get("input"), dict) else {},
             logs=logs if isinstance(logs, str) else None,
             output=output,
             error=data.get("error") if isinstance(data.get("error"), str) else None,
             created_at=parse_time(data.get("created_at")),
             started_at=parse_time(data.get("started_at")),
             completed_at=parse_time(data.get("completed_at")),
-            metrics=data.get("metrics") if isinstance(data.get("metrics"), dict) else {},
+            metrics=metrics if isinstance(metrics := data.get("metrics"), dict) else {},
             source=data.get("source"),
             web_url=urls.get("web") or web_url(data["id"]),
         )

@@ -19,26 +19,24 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from core import inputs
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
-from core.models import Status, format_time, parse_time, utcnow
+from core.models import WEBHOOK_EVENTS, Outcome, Source, Status, format_time, parse_time, utcnow
 
 if TYPE_CHECKING:
     from core.client import ReplicateClient
     from core.store import Store
-    from core.updates import UpdateResult
 
 OUTPUTS_DIR = "outputs"
 PREDICTIONS_KEY = "predictions"  # in a training's record: its predictions, oldest first
-EVENTS = ("start", "output", "logs", "completed")
 POLL_SECONDS = 2.0  # with no news for this long, a followed prediction is fetched
 DOWNLOAD_LIMIT = 512 * 1024 * 1024
 _HEX_VERSION = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
-Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "final"]
 
 
 class PredictionError(ReplitrackError):
@@ -50,7 +48,7 @@ class PredictionUpdate:
     prediction_id: str
     training_id: str
     outcome: Outcome
-    source: str
+    source: Source
     record: dict[str, Any] | None  # the prediction as stored
     new_log: str = ""
     became_terminal: bool = False
@@ -131,7 +129,7 @@ class PredictionBook:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def apply(self, data: Mapping[str, Any], *, source: str, webhook_id: str | None = None,
+    def apply(self, data: Mapping[str, Any], *, source: Source, webhook_id: str | None = None,
               parent: str | None = None) -> PredictionUpdate | None:
         """Merge a prediction body into its training's record; None when it is not a prediction
         of a stored training (then it is a training, for the Updater)."""
@@ -207,15 +205,6 @@ class PredictionBook:
             callback(update)
         return update
 
-    def as_training_update(self, update: PredictionUpdate) -> UpdateResult:
-        """What the Updater's subscribers hear: the parent training was updated (never "created":
-        that would make the webhook receiver fetch the prediction's id as a training)."""
-        from core.updates import UpdateResult
-
-        outcome = "updated" if update.outcome == "created" else update.outcome
-        return UpdateResult(update.training_id, outcome, update.source,  # type: ignore[arg-type]
-                            self.store.get(update.training_id), written=update.accepted)
-
 
 def _merge(before: dict[str, Any] | None, data: Mapping[str, Any], now: Any) -> dict[str, Any]:
     record = dict(before or {})
@@ -282,34 +271,23 @@ def main_inputs(schema: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:
 
 
 def check_input(given: Mapping[str, Any], schema: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Refuse what the version would refuse, before sending: unknown names, an empty prompt,
-    values of the wrong type or out of range. None values are dropped (the default applies)."""
-    properties: dict[str, Any] = dict(schema.get("properties") or {})
-    unknown = sorted(set(given) - set(properties))
-    if unknown:
-        raise BadArgumentError(f"{what} has no input {', '.join(map(repr, unknown))}; "
-                               f"its inputs are: {', '.join(sorted(properties))}")
-    checked = {k: v for k, v in given.items() if v is not None}
-    if "prompt" in properties and not str(checked.get("prompt") or "").strip():
+    """Refuse what the version would refuse, before sending: an empty prompt, then core.inputs'
+    one set of rules (typed text read by the input's type; unknown names, types, ranges)."""
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    if "prompt" in properties and not str(given.get("prompt") or "").strip():
         raise BadArgumentError("the prompt is empty: write what to generate, e.g. --prompt 'a photo of TOK'")
-    for name, value in checked.items():
-        spec = properties[name] or {}
-        kind = spec.get("type")
-        if kind == "integer" and isinstance(value, float) and value.is_integer():
-            checked[name] = value = int(value)
-        ok = {"string": isinstance(value, str), "boolean": isinstance(value, bool),
-              "integer": isinstance(value, int) and not isinstance(value, bool),
-              "number": isinstance(value, (int, float)) and not isinstance(value, bool)}.get(str(kind), True)
-        if not ok:
-            raise BadArgumentError(f"input {name} must be {'a' if kind != 'integer' else 'an'} {kind}, not {value!r}")
-        for bound, fits in (("minimum", lambda a, b: a >= b), ("maximum", lambda a, b: a <= b)):
-            limit = spec.get(bound)
-            if isinstance(limit, (int, float)) and isinstance(value, (int, float)) and not fits(value, limit):
-                word = "at least" if bound == "minimum" else "at most"
-                raise BadArgumentError(f"input {name} must be {word} {limit}, not {value}")
-        if isinstance(spec.get("enum"), list) and value not in spec["enum"]:
-            raise BadArgumentError(f"input {name} must be one of {', '.join(map(str, spec['enum']))}, not {value!r}")
-    return checked
+    values = {name: _value(inputs.spec(schema, name), value) for name, value in given.items()}
+    return inputs.check(schema, values, trainer=what)
+
+
+def _value(prop: Mapping[str, Any], value: Any) -> Any:
+    """Typed text (the CLI's -i, the TUI's fields) by core.inputs' rule; a whole float given to an
+    integer input (`2.0` from JSON) is that integer, as Cog reads it."""
+    if isinstance(value, str):
+        return inputs.from_text(prop, value)
+    if isinstance(value, float) and value.is_integer() and prop.get("type") == "integer":
+        return int(value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +319,7 @@ class Tryer:
         output = str(training.get("output_version") or "")
         webhook = self.webhook_url()
         raw = await self.client.create_prediction_raw(
-            output, given, webhook=webhook, webhook_events_filter=list(EVENTS) if webhook else None)
+            output, given, webhook=webhook, webhook_events_filter=list(WEBHOOK_EVENTS) if webhook else None)
         update = self.book.apply(raw, source="create", parent=str(training["id"]))
         assert update is not None  # the parent was given
         await self._commit()

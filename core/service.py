@@ -13,13 +13,13 @@ from typing import Any
 
 from core.client import ReplicateClient
 from core.errors import ReplitrackError, RateLimitError
-from core.models import Status, Training, parse_time, utcnow
+from core.models import WEBHOOK_EVENTS, Status, Training, parse_time, utcnow
 from core.store import Store
-from core.updates import Source, UpdateResult, Updater
+from core.models import Source
+from core.updates import UpdateResult, Updater
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 POLL_RUNNING = 5.0  # a running training with no webhooks
 POLL_WITH_WEBHOOKS = 60.0  # webhooks flow: polling is only a check
 WEBHOOKS_FLOWING = 90.0  # a webhook within this many seconds means webhooks flow

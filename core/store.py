@@ -30,7 +30,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tinydb import TinyDB
 from tinydb.storages import Storage
@@ -57,7 +57,7 @@ class _KeyedTable(Table):
     snapshot in a worker thread while the event loop goes on writing.
     """
 
-    document_id_class = str
+    document_id_class = str  # type: ignore[assignment]  # TinyDB types its ids as int, takes any class
 
     def put(self, doc_id: str, document: dict[str, Any]) -> None:
         # Straight into the storage's dict: TinyDB's own update path rebuilds the whole table on
@@ -69,7 +69,7 @@ class _KeyedTable(Table):
 
     def documents(self) -> list[dict[str, Any]]:
         """The stored documents themselves (callers must not change them): no copies, no Documents."""
-        return list(self._read_table().values())
+        return list(cast("dict[str, dict[str, Any]]", self._read_table()).values())
 
 
 class _MemoryFirstStorage(Storage):
@@ -119,7 +119,7 @@ class Store:
         self._seen_webhooks = self._load_webhook_ids()
         replayed = self._replay(journal, data)
         self._storage = _MemoryFirstStorage(data)
-        self._db = TinyDB(storage=lambda: self._storage)  # type: ignore[arg-type]
+        self._db = TinyDB(storage=lambda: self._storage)
         self._db.table_class = _KeyedTable
         self._trainings: _KeyedTable = self._db.table("trainings", cache_size=0)  # type: ignore[assignment]
         self._journal_bytes = len(journal)
@@ -217,7 +217,7 @@ class Store:
 
     # ----- trainings ---------------------------------------------------------------------------
     def get(self, training_id: str) -> dict[str, Any] | None:
-        document = self._trainings.get(doc_id=training_id)
+        document = self._trainings.get(doc_id=training_id)  # type: ignore[call-overload]  # str ids
         return dict(document) if document is not None else None
 
     def trainings(self) -> list[dict[str, Any]]:
@@ -242,7 +242,8 @@ class Store:
         if record := self.get(ref):
             return record
         matches = [r for r in self._trainings.documents() if r.get("destination") == ref]
-        return dict(max(matches, key=lambda r: r.get("created_at") or "")) if matches else None
+        latest = max(matches, key=lambda r: r.get("created_at") or "", default=None)
+        return dict(latest) if latest is not None else None
 
     def durations(self, trainer: str) -> list[float]:
         """Seconds from start to completion of the earlier successful trainings of a trainer,

@@ -18,17 +18,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from core.models import Status, Training, format_time, parse_time, utcnow
+from core.models import Outcome, Source, Status, Training, format_time, parse_time, utcnow
+from core.observers import Observers
+from core.predictions import PredictionBook, PredictionUpdate
 from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
 HISTORY_KEPT = 50  # recent successful runs a trainer's typical duration is learned from
 
-Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay"]
-Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "final"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,20 @@ class Updater:
         self.clock = clock
         self._trackers: OrderedDict[str, ProgressTracker] = OrderedDict()  # most recently used last
         self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
-        self._subscribers: list[Callable[[UpdateResult], None]] = []
+        self._subscribers: Observers[UpdateResult] = Observers()
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
-        from core.predictions import PredictionBook
-
         self.predictions = PredictionBook(store, clock=clock)  # tries of trained versions
+
+    def _parent_update(self, update: PredictionUpdate) -> UpdateResult:
+        """What subscribers hear of a prediction: its parent training was updated (never "created":
+        that would make the webhook receiver fetch the prediction's id as a training)."""
+        outcome: Outcome = "updated" if update.outcome == "created" else update.outcome
+        return UpdateResult(update.training_id, outcome, update.source,
+                            self.store.get(update.training_id), written=update.accepted)
 
     def subscribe(self, callback: Callable[[UpdateResult], None]) -> Callable[[], None]:
         """Call `callback` after every applied update; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+        return self._subscribers.subscribe(callback)
 
     def tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
         """The live progress of a training, rebuilt from its stored log on first use."""
@@ -112,7 +116,7 @@ class Updater:
         if isinstance(training, dict):
             # A prediction of a stored training's version: merged into that training's record.
             if (routed := self.predictions.apply(training, source=source, webhook_id=webhook_id)) is not None:
-                return self._tell(self.predictions.as_training_update(routed))
+                return self._tell(self._parent_update(routed))
             training = Training.from_api(training)
         tid = training.id
         if webhook_id is not None and self.store.seen_webhook(webhook_id):
@@ -157,8 +161,7 @@ class Updater:
                                        progress, new_log, significant, became_terminal, changes))
 
     def _tell(self, result: UpdateResult) -> UpdateResult:
-        for callback in list(self._subscribers):
-            callback(result)
+        self._subscribers.notify(result)
         return result
 
 

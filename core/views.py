@@ -22,6 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from core.billing import billed_seconds, estimated_cost
 from core.models import Status, format_time, utcnow
 
 STATUS_KEYS: tuple[str, ...] = (
@@ -54,25 +55,32 @@ def status_view(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | 
     `progress` is a `core.progress.Progress` (or its `to_dict()`), e.g. from
     `Updater.tracker(id).estimate(now)`; omit it to show what the store holds.
     """
-    view: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
+    source = with_progress(record, progress, now=now)
+    view: dict[str, Any] = {key: source.get(key) for key in STATUS_KEYS}
     view["terminal"] = is_terminal(record)
     view["input"] = dict(record.get("input") or {})
     view["metrics"] = dict(record.get("metrics") or {})
     view["stages"] = [list(item) for item in record.get("stages") or []]
-    from core.billing import billed_seconds, estimated_cost
-
     # metrics.predict_time, and an estimate only from prices the user set (core/billing.py)
     view["billed_seconds"], view["estimated_cost"] = billed_seconds(record), estimated_cost(record)
-    if progress is not None and not view["terminal"]:
-        live = progress if isinstance(progress, dict) else progress.to_dict()
-        for key in _LIVE_KEYS:
-            if key in live:
-                view[key] = str(live[key]) if key == "stage" and live[key] is not None else live[key]
-        eta = view["eta_seconds"]
-        view["eta_at"] = format_time((now or utcnow()) + timedelta(seconds=eta)) if eta is not None else None
     if view["terminal"]:
         view["eta_seconds"], view["eta_at"] = None, None  # nothing left to wait for
     return view
+
+
+def with_progress(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | None = None, *,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """The stored record (a copy) with the fresher figures of a live estimate merged in, as the
+    app keeps every training: the record is rewritten only when progress moved ≥ 1 point."""
+    merged = dict(record)
+    if progress is not None and not is_terminal(record):
+        live = progress if isinstance(progress, dict) else progress.to_dict()
+        for key in _LIVE_KEYS:
+            if key in live:
+                merged[key] = str(live[key]) if key == "stage" and live[key] is not None else live[key]
+        eta = merged.get("eta_seconds")
+        merged["eta_at"] = format_time((now or utcnow()) + timedelta(seconds=eta)) if eta is not None else None
+    return merged
 
 
 def tracked_status_view(updater: Any, record: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.errors import StoreError
+from core.observers import Observers
 
 INDEX_FILE = "index.jsonl"
 BODY_DIR = "bodies"
@@ -98,7 +99,7 @@ class EventLog:
         self._index: IO[str] | None = None
         self._lines_in_index = 0
         self._next = 1
-        self._subscribers: list[Callable[[EventRecord], None]] = []
+        self._subscribers: Observers[EventRecord] = Observers()
         try:
             if not readonly:
                 (self.directory / BODY_DIR).mkdir(parents=True, exist_ok=True)
@@ -163,8 +164,7 @@ class EventLog:
         self._events[record.id] = record
         self._append(record)
         self._enforce_bounds()
-        for callback in list(self._subscribers):
-            callback(record)
+        self._subscribers.notify(record)
         return record
 
     def update(self, record: EventRecord) -> None:
@@ -174,8 +174,7 @@ class EventLog:
             self._append(record)
 
     def subscribe(self, callback: Callable[[EventRecord], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+        return self._subscribers.subscribe(callback)
 
     def _require_writable(self) -> None:
         if self.readonly:

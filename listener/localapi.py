@@ -16,8 +16,9 @@ meaning its latest training):
                                              start a training here (the tunnel's webhook by default)
   POST /api/trainings/{ref}/retry            a new training with the same trainer, destination, inputs
   POST /api/trainings/{ref}/cancel           cancel a running training
+  POST /api/trainings/{ref}/refresh          fetch it from Replicate now (an id not stored yet too)
   POST /api/import                           import every training of the account
-The actions are how `replitrack train/retry/cancel/import` act when this instance owns the store.
+The actions are how `replitrack train/retry/cancel/import/sync` act when this instance owns the store.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import ApiError, NotFoundError, ReplitrackError
+from core.formats import stage_label
 from core.models import Status
 from core.service import TrainingService, UnknownTrainingError
 from core.views import logs_view, tracked_status_view
@@ -84,6 +86,7 @@ class LocalApi:
         add.add_post("/api/trainings", self.start_training)
         add.add_post("/api/trainings/{ref:.+}/retry", self.retry_training)
         add.add_post("/api/trainings/{ref:.+}/cancel", self.cancel_training)
+        add.add_post("/api/trainings/{ref:.+}/refresh", self.refresh_training)
         add.add_post("/api/import", self.import_all)
         return app
 
@@ -162,7 +165,7 @@ class LocalApi:
         log = self.service.store.read_log(record["id"])
         logs = logs_view(record, log, since=since, tail=tail if "since" not in request.query else None)
         body = {**logs, "progress": view["overall_percent"], "stage": view["stage"],
-                "stage_label": _stage_label(view["stage"]), "step": view["step"],
+                "stage_label": stage_label(view["stage"]) if view["stage"] else None, "step": view["step"],
                 "total_steps": view["total_steps"], "loss": view["loss"], "eta_seconds": view["eta_seconds"],
                 "eta_at": view["eta_at"], "output_version": view["output_version"], "error": view["error"],
                 "fetched_live": live, "live_error": live_error}
@@ -212,10 +215,23 @@ class LocalApi:
         return await self._act(lambda: self.service.retry(record["id"]), status=201)
 
     async def cancel_training(self, request: web.Request) -> web.Response:
-        record = self._find(request.match_info["ref"])
-        if record is None:
+        training_id = self._training_id(request.match_info["ref"])
+        if training_id is None:
             return _unknown(request.match_info["ref"])
-        return await self._act(lambda: self.service.cancel(record["id"]))
+        return await self._act(lambda: self.service.cancel(training_id))
+
+    async def refresh_training(self, request: web.Request) -> web.Response:
+        """A change made beside this instance (on Replicate) into its store now, not at the next poll."""
+        training_id = self._training_id(request.match_info["ref"])
+        if training_id is None:
+            return _unknown(request.match_info["ref"])
+        return await self._act(lambda: self.service.refresh(training_id, source="sync"))
+
+    def _training_id(self, ref: str) -> str | None:
+        """The id of a stored training (by id or destination), or `ref` itself when it is an id
+        not stored yet (Replicate may know it); None for a destination with no training here."""
+        record = self._find(ref)
+        return record["id"] if record else (None if "/" in ref else ref)
 
     async def _act(self, action: Callable[[], Awaitable[Any]], *, status: int = 200) -> web.Response:
         try:
@@ -309,17 +325,6 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"?{name}= must not be negative")
     return value
-
-
-def _stage_label(stage: str | None) -> str | None:
-    if not stage:
-        return None
-    try:
-        from core.logparse import Stage
-
-        return Stage(stage).label
-    except (ImportError, ValueError):
-        return stage
 
 
 def _unknown(ref: str) -> web.Response:

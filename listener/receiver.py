@@ -19,6 +19,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from core.errors import ConfigError, ReplitrackError, StoreWriteError
 from core.models import Status, format_time, utcnow
+from core.observers import Observers
 from core.service import TrainingService
 from core.webhooks import WebhookVerificationError, verify_webhook
 from listener.events import EventLog, EventRecord
@@ -153,7 +154,7 @@ class WebhookReceiver:
         self.rejected = 0
         self.last_webhook_at: str | None = None
         self.last_error: str | None = None  # the last background failure (fetch, forward)
-        self._forward_subscribers: list[Callable[[EventRecord], None]] = []
+        self._forward_subscribers: Observers[EventRecord] = Observers()
         self._fetching: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: ClientSession | None = None
@@ -320,9 +321,7 @@ class WebhookReceiver:
         return not self.forward_events or record.event in self.forward_events
 
     def subscribe_forwards(self, callback: Callable[[EventRecord], None]) -> Callable[[], None]:
-        self._forward_subscribers.append(callback)
-        return lambda: (self._forward_subscribers.remove(callback)
-                        if callback in self._forward_subscribers else None)
+        return self._forward_subscribers.subscribe(callback)
 
     async def _forward(self, record: EventRecord, body: bytes, headers: dict[str, str]) -> None:
         """Relay the verified webhook as received (same bytes, same signature headers)."""
@@ -344,8 +343,7 @@ class WebhookReceiver:
         outcome["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         record.forward = outcome
         self.events.update(record)
-        for callback in list(self._forward_subscribers):
-            callback(record)
+        self._forward_subscribers.notify(record)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -17,12 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import BadArgumentError, StoreWriteError
+from core.observers import Observers
 from core.service import TrainingService
 from core.webhooks import sign_webhook
 from listener.events import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENTS, EventLog, EventRecord
 from listener.localapi import LocalApi, is_loopback
 from listener.receiver import DEFAULT_MAX_BODY, WEBHOOK_PATH, WebhookReceiver, WebhookSecret
-from listener.tunnel import STATE_OFF, STATE_UP, Tunnel, TunnelConfig
+from listener.tunnel import Tunnel, TunnelConfig, TunnelState
 
 EVENTS_DIR = "events"
 
@@ -31,7 +32,7 @@ EVENTS_DIR = "events"
 class ListenerStatus:
     """What the TUI header shows about webhooks."""
 
-    tunnel: str  # "up", "starting", "down: <reason>", "off (polling only)"
+    tunnel: str  # the state in words: "up", "starting", "down: <reason>", "off (polling only)"
     public_url: str | None
     webhook_url: str | None
     local_url: str | None
@@ -39,10 +40,12 @@ class ListenerStatus:
     rejected: int
     last_webhook_at: str | None  # ISO, Z
     secret: str  # where the signing secret comes from (never the secret)
+    tunnel_state: TunnelState = TunnelState.OFF
+    tunnel_reason: str | None = None  # why it is down
 
     @property
     def tunnel_up(self) -> bool:
-        return self.tunnel == STATE_UP
+        return self.tunnel_state is TunnelState.UP
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,9 +81,9 @@ class Listener:
         self.secret: WebhookSecret | None = None
         self.tunnel: Tunnel | None = None
         self._runners: list[web.AppRunner] = []
-        self._subscribers: list[Callable[[EventRecord], None]] = []
-        self._forward_subscribers: list[Callable[[EventRecord], None]] = []
-        self._status_subscribers: list[Callable[[ListenerStatus], None]] = []
+        self._subscribers: Observers[EventRecord] = Observers()
+        self._forward_subscribers: Observers[EventRecord] = Observers()
+        self._status_subscribers: Observers[ListenerStatus] = Observers()
         self._started = False
 
     # ----- lifecycle ---------------------------------------------------------------------------
@@ -90,10 +93,10 @@ class Listener:
         if self.secret.known:
             sign_webhook(b"{}", await self.secret.get() or "", "msg_check", 0)  # a bad secret fails now
         self.events = EventLog(self.events_dir, max_events=self.max_events, max_body_bytes=self.max_event_bytes)
-        self.events.subscribe(self._tell)
+        self.events.subscribe(self._subscribers.notify)
         self.receiver = WebhookReceiver(self.service, self.secret, self.events, max_body=self.max_body,
                                         forward_to=self.forward_to, forward_events=self.forward_events)
-        self.receiver.subscribe_forwards(self._tell_forward)
+        self.receiver.subscribe_forwards(self._forward_subscribers.notify)
         local = LocalApi(self.service, self.receiver, lambda: self.status.to_dict(),
                          loopback_only=is_loopback(self.local_host))
         try:
@@ -157,7 +160,9 @@ class Listener:
     def status(self) -> ListenerStatus:
         receiver = self.receiver
         return ListenerStatus(
-            tunnel=self.tunnel.state if self.tunnel else STATE_OFF,
+            tunnel=self.tunnel.describe() if self.tunnel else "off (polling only)",
+            tunnel_state=self.tunnel.state if self.tunnel else TunnelState.OFF,
+            tunnel_reason=self.tunnel.reason if self.tunnel else None,
             public_url=self.public_url, webhook_url=self.webhook_url, local_url=self.local_url,
             accepted=receiver.accepted if receiver else 0, rejected=receiver.rejected if receiver else 0,
             last_webhook_at=receiver.last_webhook_at if receiver else None,
@@ -170,30 +175,17 @@ class Listener:
         self.service.webhook_url = self.webhook_url
         if not tunnel.up:
             self.service.updater.last_webhook.clear()  # no webhooks will come: poll every few seconds
-        status = self.status
-        for callback in list(self._status_subscribers):
-            callback(status)
+        self._status_subscribers.notify(self.status)
 
     # ----- subscriptions -----------------------------------------------------------------------
     def subscribe(self, callback: Callable[[EventRecord], None]) -> Callable[[], None]:
         """`callback(record)` once per received request (accepted or rejected)."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+        return self._subscribers.subscribe(callback)
 
     def subscribe_forwards(self, callback: Callable[[EventRecord], None]) -> Callable[[], None]:
         """`callback(record)` once a forwarded webhook got its answer (`record.forward`)."""
-        self._forward_subscribers.append(callback)
-        return lambda: self._forward_subscribers.remove(callback) if callback in self._forward_subscribers else None
+        return self._forward_subscribers.subscribe(callback)
 
     def subscribe_status(self, callback: Callable[[ListenerStatus], None]) -> Callable[[], None]:
         """`callback(status)` whenever the tunnel state changes."""
-        self._status_subscribers.append(callback)
-        return lambda: self._status_subscribers.remove(callback) if callback in self._status_subscribers else None
-
-    def _tell(self, record: EventRecord) -> None:
-        for callback in list(self._subscribers):
-            callback(record)
-
-    def _tell_forward(self, record: EventRecord) -> None:
-        for callback in list(self._forward_subscribers):
-            callback(record)
+        return self._status_subscribers.subscribe(callback)

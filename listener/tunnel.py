@@ -1,7 +1,7 @@
 """The tunnel that makes the public face reachable by Replicate: an ngrok agent driven by pyngrok,
 a URL the user already exposes (cloudflared, a reverse proxy), or none (polling only).
 
-Every ngrok failure becomes a state the app shows ("down: <what happened and what to do>") while
+Every ngrok failure becomes a state the app shows (DOWN, with what happened and what to do) while
 the app goes on by polling: a missing binary that cannot be downloaded, a missing or bad
 authtoken (ERR_NGROK_4018), an agent that dies mid-session (then the tunnel is restored, with
 backoff). pyngrok blocks (subprocess, urllib), so each of its calls runs in a worker thread.
@@ -15,8 +15,10 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
+from core.backoff import Backoff
 from core.errors import BadArgumentError
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,15 @@ log = logging.getLogger(__name__)
 logging.getLogger("pyngrok").addHandler(logging.NullHandler())
 
 TunnelMode = Literal["ngrok", "url", "off"]
-STATE_UP, STATE_STARTING, STATE_OFF = "up", "starting", "off (polling only)"
+
+
+class TunnelState(StrEnum):
+    OFF = "off"  # no tunnel: polling only
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"  # the tunnel's `reason` says why, and what to do
+
+
 _AUTH_CODES = {
     "ERR_NGROK_4018": "ngrok needs an authtoken (ERR_NGROK_4018)",
     "ERR_NGROK_105": "the ngrok authtoken is not valid (ERR_NGROK_105)",
@@ -80,7 +90,7 @@ class TunnelError(Exception):
 
 def explain(error: BaseException) -> TunnelError:
     """Turn pyngrok's exceptions into one clear sentence each."""
-    from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokInstallError
+    from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokInstallError  # pyngrok: loaded when used, for start-up time
 
     if isinstance(error, TunnelError):
         return error
@@ -104,36 +114,44 @@ def explain(error: BaseException) -> TunnelError:
 
 
 class Tunnel:
-    """Keeps the public face exposed and says how it is: `state` is "up", "starting",
-    "down: <reason>" or "off (polling only)"; `public_url` is set only while it is up."""
+    """Keeps the public face exposed and says how it is: `state` (with a `reason` when DOWN);
+    `public_url` is set only while it is up."""
 
     def __init__(self, config: TunnelConfig, port: int,
                  on_change: Callable[[Tunnel], None] | None = None) -> None:
         self.config = config
         self.port = port
         self.public_url: str | None = None
-        self.state = STATE_OFF
+        self.state = TunnelState.OFF
+        self.reason: str | None = None
         self.agent_pid: int | None = None
         self._on_change = on_change
         self._pyngrok_config: Any = None
         self._process: Any = None  # pyngrok's NgrokProcess of the running agent
         self._watchdog: asyncio.Task[None] | None = None
         self._next_attempt = 0.0
-        self._delay = config.retry_interval
+        self._backoff = Backoff(config.retry_interval, max(config.retry_interval, config.max_retry_interval))
+        self._delay = config.retry_interval  # the wait before the next attempt, as announced
         self._permanent = False
         self._stopping = False
 
     @property
     def up(self) -> bool:
-        return self.state == STATE_UP
+        return self.state is TunnelState.UP
+
+    def describe(self) -> str:
+        """The state in words, as the local API and `listen --json` report it."""
+        if self.state is TunnelState.DOWN:
+            return f"down: {self.reason}"
+        return "off (polling only)" if self.state is TunnelState.OFF else str(self.state)
 
     async def start(self) -> None:
         """Open the tunnel (first attempt awaited); afterwards a watchdog keeps it up."""
         if self.config.mode == "off":
-            self._set(STATE_OFF, None)
+            self._set(TunnelState.OFF, None)
             return
         if self.config.mode == "url":
-            self._set(STATE_UP, check_public_url(self.config.public_url or ""))
+            self._set(TunnelState.UP, check_public_url(self.config.public_url or ""))
             return
         await self._attempt()
         self._watchdog = asyncio.create_task(self._watch())
@@ -146,11 +164,11 @@ class Tunnel:
             self._watchdog = None
         if self.config.mode == "ngrok" and self._pyngrok_config is not None:
             await asyncio.to_thread(self._close_agent)
-        self._set(STATE_OFF, None)
+        self._set(TunnelState.OFF, None)
 
     # ----- the ngrok agent ---------------------------------------------------------------------
     async def _attempt(self) -> None:
-        self._set(STATE_STARTING, None)
+        self._set(TunnelState.STARTING, None)
         try:
             url, process = await asyncio.to_thread(self._connect)
         except BaseException as error:  # pyngrok raises a wide range; each becomes a message
@@ -159,15 +177,15 @@ class Tunnel:
             problem = explain(error)
             self._permanent = problem.permanent
             self._schedule_retry()
-            self._set(f"down: {problem}", None)
+            self._set(TunnelState.DOWN, None, str(problem))
             return
         self._process = process
         self.agent_pid = getattr(getattr(process, "proc", None), "pid", None)
-        self._delay = self.config.retry_interval
-        self._set(STATE_UP, url)
+        self._backoff.reset()
+        self._set(TunnelState.UP, url)
 
     def _connect(self) -> tuple[str, Any]:
-        from pyngrok import conf, ngrok, process
+        from pyngrok import conf, ngrok, process  # pyngrok: loaded when a tunnel is asked for
 
         cfg = conf.PyngrokConfig(
             ngrok_path=self.config.ngrok_path, config_path=self.config.config_path,
@@ -181,8 +199,7 @@ class Tunnel:
                               "by polling meanwhile", permanent=True)
         ngrok.kill(cfg)  # a dead or stale agent from an earlier attempt
         tunnel = ngrok.connect(f"http://127.0.0.1:{self.port}", "http", pyngrok_config=cfg)
-        agent = process._current_processes.get(cfg.ngrok_path)  # pyngrok has no public getter that
-        # does not also try to install
+        agent = process.get_process(cfg)  # the agent `connect` started (public API; it installs nothing)
         if not tunnel.public_url:
             raise TunnelError("ngrok opened a tunnel without a public URL; retrying", permanent=False)
         return tunnel.public_url.rstrip("/"), agent
@@ -192,7 +209,7 @@ class Tunnel:
         return proc is not None and proc.poll() is None
 
     def _close_agent(self) -> None:
-        from pyngrok import ngrok
+        from pyngrok import ngrok  # pyngrok: loaded when used, for start-up time
 
         try:
             if self.public_url and self._agent_alive():
@@ -210,23 +227,23 @@ class Tunnel:
         """Notice a dead agent within `check_interval` and restore the tunnel with backoff."""
         while not self._stopping:
             await asyncio.sleep(self.config.check_interval)
-            if self.state == STATE_UP and not self._agent_alive():
+            if self.state is TunnelState.UP and not self._agent_alive():
                 code = getattr(getattr(self._process, "proc", None), "returncode", None)
                 self._process, self.agent_pid = None, None
                 self._permanent = False
-                self._delay = self.config.retry_interval
+                self._backoff.reset()
                 self._schedule_retry()
-                self._set(f"down: the ngrok agent stopped (exit code {code}); following trainings by polling, "
-                          f"restoring the tunnel in {self._delay:g} s", None)
-            elif self.state.startswith("down") and not self._permanent and time.monotonic() >= self._next_attempt:
-                self._delay = min(self._delay * 2, self.config.max_retry_interval)
+                self._set(TunnelState.DOWN, None, f"the ngrok agent stopped (exit code {code}); following "
+                          f"trainings by polling, restoring the tunnel in {self._delay:g} s")
+            elif self.state is TunnelState.DOWN and not self._permanent and time.monotonic() >= self._next_attempt:
                 await self._attempt()
 
     def _schedule_retry(self) -> None:
+        self._delay = self._backoff.next()
         self._next_attempt = time.monotonic() + self._delay
 
-    def _set(self, state: str, url: str | None) -> None:
-        changed = (state, url) != (self.state, self.public_url)
-        self.state, self.public_url = state, url
+    def _set(self, state: TunnelState, url: str | None, reason: str | None = None) -> None:
+        changed = (state, url, reason) != (self.state, self.public_url, self.reason)
+        self.state, self.public_url, self.reason = state, url, reason
         if changed and self._on_change is not None:
             self._on_change(self)

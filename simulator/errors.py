@@ -49,3 +49,22 @@ class RequestRejectedError(SimulatorError):
             f"the simulator refused the request ({status}): {body.get('detail', body)}. "
             "Fix the arguments (see the detail) and call again."
         )
+
+
+UNAUTHENTICATED = {
+    "title": "Unauthenticated",
+    "detail": "You did not pass a valid authentication token",
+    "status": 401,
+}
+
+
+class Problem(Exception):
+    """An error answer (RFC 7807 problem details) on its way out of a request handler."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("detail"))
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Problem:
+    return Problem(status, {"title": title, "detail": detail, "status": status, **extra})

@@ -7,8 +7,8 @@ import re
 
 from aiohttp import web
 
+from .errors import problem
 from .routes import SIMULATOR, _json_body, ok
-from .server import problem
 
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
 MAX_WAIT = 60  # seconds: `Prefer: wait` holds the answer at most this long, as Replicate does

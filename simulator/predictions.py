@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from . import paging
+from .errors import problem
 from .formats import iso, new_id
 from .records import DEFAULT_EVENTS, EVENTS, TERMINAL, TrainingRecord
 from .schemas import validate_input
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 100
 BOOT_SECONDS = (1.0, 3.0)  # simulated seconds in `starting` (the model is warm)
 STEP_SECONDS = 0.12  # one denoising step on an H100, FLUX.1-dev at 1024x1024
 TOKEN_SECONDS = 0.03
@@ -161,8 +162,6 @@ class PredictionDesk:
 
     def create(self, body: Any) -> PredictionRecord:
         """Validate a POST /v1/predictions body and start the prediction; raises Problem."""
-        from .server import problem
-
         model, version_id, given, webhook, events = self._check_body(body)
         schema = self._version_schema(model, version_id)
         if schema is None:
@@ -201,29 +200,13 @@ class PredictionDesk:
         self._finish(record, "canceled")
 
     def or_404(self, prediction_id: str) -> PredictionRecord:
-        from .server import problem
-
         record = self._records.get(prediction_id)
         if record is None:
             raise problem(404, "Not found", "The requested prediction does not exist.")
         return record
 
     def page(self, cursor: str | None) -> tuple[list[PredictionRecord], str | None, str | None]:
-        from .server import _decode_cursor, _encode_cursor
-
-        everything = self._sorted()
-        if cursor:
-            direction, key = _decode_cursor(cursor)
-            chunk = ([r for r in everything if r.sort_key < key][:PAGE_SIZE] if direction == "next"
-                     else [r for r in everything if r.sort_key > key][-PAGE_SIZE:])
-        else:
-            chunk = everything[:PAGE_SIZE]
-        if not chunk:
-            return [], None, None
-        older = everything[-1].sort_key < chunk[-1].sort_key
-        newer = everything[0].sort_key > chunk[0].sort_key
-        return (chunk, _encode_cursor("next", chunk[-1].sort_key) if older else None,
-                _encode_cursor("prev", chunk[0].sort_key) if newer else None)
+        return paging.page(self._sorted(), cursor)
 
     # ---- running ---------------------------------------------------------------------------------
 
@@ -306,8 +289,6 @@ class PredictionDesk:
 
     def _check_body(self, body: Any) -> tuple[str | None, str, dict[str, Any], str | None, frozenset[str]]:
         """schemas_version_prediction_request: version and input required, no other keys."""
-        from .server import problem
-
         invalid: list[dict[str, str]] = []
 
         def bad(kind: str, name: str, description: str) -> None:

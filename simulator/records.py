@@ -7,11 +7,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.models import TERMINAL, WEBHOOK_EVENTS
+
 from .formats import iso
 from .schemas import Trainer
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
-EVENTS = ("start", "output", "logs", "completed")
+EVENTS = WEBHOOK_EVENTS
 DEFAULT_EVENTS = frozenset({"output", "completed"})
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 
-from .server import UNAUTHENTICATED, Problem, problem
+from .errors import UNAUTHENTICATED, Problem, problem
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -44,9 +44,6 @@ def build_app(sim: Simulator) -> web.Application:
             web.get("/v1/files/{file_id}/download", download_file),
         ]
     )
-    from .prediction_routes import routes as prediction_routes
-
-    app.add_routes(prediction_routes())
     return app
 
 

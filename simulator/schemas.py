@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from core import inputs
 
 
 def _fixed_version(name: str) -> str:
@@ -299,15 +300,6 @@ def cog_openapi_schema(predict_input: dict[str, Any], training_input: dict[str, 
 
 # ---- input validation (what Cog answers 422 for) -------------------------------------------------
 
-_URI = re.compile(r"^(https?://[^\s/]+[^\s]*|data:[^\s,]*,[^\s]*)$", re.IGNORECASE)
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
 @dataclass(frozen=True)
 class InvalidField:
     type: str
@@ -321,39 +313,30 @@ class InvalidField:
 def validate_input(schema: dict[str, Any], value: Any) -> list[InvalidField]:
     """Check a training input against a TrainingInput schema like Cog does; [] when it passes.
 
-    Unknown keys are ignored (Cog drops them); a None value means "use the default".
+    The check is core's (the one every front uses); the answer is worded as Cog words it. Unknown
+    keys are ignored (Cog drops them); a None value means "use the default".
     """
     if not isinstance(value, dict):
         return [InvalidField("type", "input", "input must be an object")]
-    problems: list[InvalidField] = []
-    properties: dict[str, Any] = schema.get("properties", {})
-    for name in schema.get("required", []):
-        if value.get(name) is None:
-            problems.append(InvalidField("required", "input", f"{name} is required"))
-    for name, given in value.items():
-        spec = properties.get(name)
-        if spec is None or given is None:
-            continue
-        problems.extend(_check_value(f"input.{name}", spec, given))
-    return problems
+    return [_cog_field(problem) for problem in inputs.problems(schema, value, unknown_allowed=True)]
 
 
-def _check_value(field: str, spec: dict[str, Any], given: Any) -> list[InvalidField]:
-    kind = spec.get("type", "string")
-    allowed = _TYPES.get(kind, (object,))
-    # bool is an int in Python, never in JSON
-    if isinstance(given, bool) and kind != "boolean" or not isinstance(given, allowed):
-        return [InvalidField("type", field, f"Invalid type. Expected: {kind}, given: {_json_type(given)}")]
-    if "enum" in spec and given not in spec["enum"]:
-        choices = ", ".join(repr(choice) for choice in spec["enum"])
-        return [InvalidField("enum", field, f"{field.split('.', 1)[-1]} must be one of the following: {choices}")]
-    if "minimum" in spec and given < spec["minimum"]:
-        return [InvalidField("greater_than_equal", field, f"Must be greater than or equal to {spec['minimum']}")]
-    if "maximum" in spec and given > spec["maximum"]:
-        return [InvalidField("less_than_equal", field, f"Must be less than or equal to {spec['maximum']}")]
-    if spec.get("format") == "uri" and not _URI.match(given):
-        return [InvalidField("format", field, "Does not match format 'uri'")]
-    return []
+def _cog_field(problem: inputs.InputProblem) -> InvalidField:
+    field = f"input.{problem.name}"
+    if problem.rule == "required":
+        return InvalidField("required", "input", f"{problem.name} is required")
+    if problem.rule == "type":
+        return InvalidField("type", field, f"Invalid type. Expected: {problem.expected}, given: {_json_type(problem.given)}")
+    if problem.rule == "enum":
+        choices = ", ".join(repr(choice) for choice in problem.expected)
+        return InvalidField("enum", field, f"{problem.name} must be one of the following: {choices}")
+    if problem.rule == "minimum":
+        return InvalidField("greater_than_equal", field, f"Must be greater than or equal to {problem.expected}")
+    if problem.rule == "maximum":
+        return InvalidField("less_than_equal", field, f"Must be less than or equal to {problem.expected}")
+    if problem.rule == "format":
+        return InvalidField("format", field, f"Does not match format {problem.expected!r}")
+    return InvalidField(problem.rule, field, problem.message)
 
 
 def _json_type(value: Any) -> str:

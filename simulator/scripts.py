@@ -256,7 +256,7 @@ def flux(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent
         yield from _bar_run(tl, len(images), rng.uniform(0.0006, 0.0012))
         yield tl.out(
             f"  -  Found {len(images)} images",
-            f"Bucket sizes for input_images:",
+            "Bucket sizes for input_images:",
             f"{size}x{size}: {len(images)} files",
             "1 buckets made",
             "Caching latents for input_images",

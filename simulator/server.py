@@ -8,8 +8,8 @@ injected `clock`), so they agree with the moment a client sees them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import errno
+import hashlib
 import json
 import logging
 import random
@@ -25,14 +25,20 @@ from aiohttp import web
 
 from .errors import (
     PortInUseError,
+    Problem,
     RequestRejectedError,
     SimulatorError,
     UnknownScenarioError,
     UnknownTrainingError,
+    problem,
 )
+from . import paging
 from .faults import Faults
 from .formats import iso, new_id, new_version_id, new_webhook_secret
 from .records import EVENTS, DEFAULT_EVENTS, FileRecord, ModelRecord, TrainingRecord, VersionRecord
+from .prediction_routes import routes as prediction_routes
+from .routes import build_app
+from .scenarios import SCENARIOS
 from .schemas import TRAINERS, Trainer, cog_openapi_schema, validate_input
 from .scripts import SCRIPTS, Emit, Fail, ScriptContext, Succeed, run_to_end
 from .webhooks import Delivery, WebhookSender
@@ -41,7 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN = "r8_sim" + "0" * 34  # 40 characters, like real r8_ tokens
 DEFAULT_OWNER = "demo-user"
-PAGE_SIZE = 100
 BOOT_SECONDS = (4.0, 12.0)  # simulated seconds a training spends in `starting`
 RATE_LIMIT_PER_MINUTE = 3000
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -52,24 +57,7 @@ _WEBHOOK_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _FILE_PATH = re.compile(r"^/v1/files/([a-z2-7]{26})(?:/download)?$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
-UNAUTHENTICATED = {
-    "title": "Unauthenticated",
-    "detail": "You did not pass a valid authentication token",
-    "status": 401,
-}
 DESTINATION_MISSING = {"detail": "The specified training destination does not exist", "status": 404}
-
-
-class Problem(Exception):
-    """An error answer (RFC 7807 problem details) on its way out of a request handler."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body.get("detail"))
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> Problem:
-    return Problem(status, {"title": title, "detail": detail, "status": status, **extra})
 
 
 class Simulator:
@@ -86,8 +74,6 @@ class Simulator:
         owner: str = DEFAULT_OWNER,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        from .scenarios import SCENARIOS
-
         if not speed > 0:
             raise SimulatorError(f"speed must be a positive number (got {speed!r}); 1 is real time, 10 ten times faster.")
         if scenario is not None and scenario not in SCENARIOS:
@@ -144,15 +130,15 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on loopback; returns the base URL (`http://127.0.0.1:PORT`)."""
-        from .routes import build_app
-
         if host == "localhost":
             host = "127.0.0.1"
         if host != "127.0.0.1":
             raise SimulatorError(f"the simulator only listens on loopback, not {host!r}; use 127.0.0.1.")
         if self._runner is not None:
             return self.base_url
-        runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=2)
+        app = build_app(self)
+        app.add_routes(prediction_routes())
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
@@ -338,8 +324,6 @@ class Simulator:
 
     async def run_scenario(self, name: str, *, webhook: str | None = None) -> list[dict[str, Any]]:
         """Seed a named situation (see scenarios.SCENARIOS); returns the trainings it created."""
-        from .scenarios import SCENARIOS
-
         scenario = SCENARIOS.get(name)
         if scenario is None:
             raise UnknownScenarioError(
@@ -600,24 +584,7 @@ class Simulator:
 
     def page(self, cursor: str | None) -> tuple[list[TrainingRecord], str | None, str | None]:
         """One page of trainings, newest first, and the next/previous cursors."""
-        everything = self._sorted()
-        if cursor:
-            direction, key = _decode_cursor(cursor)
-            if direction == "next":
-                chunk = [r for r in everything if r.sort_key < key][:PAGE_SIZE]
-            else:
-                chunk = [r for r in everything if r.sort_key > key][-PAGE_SIZE:]
-        else:
-            chunk = everything[:PAGE_SIZE]
-        if not chunk:
-            return [], None, None
-        older = everything[-1].sort_key < chunk[-1].sort_key
-        newer = everything[0].sort_key > chunk[0].sort_key
-        return (
-            chunk,
-            _encode_cursor("next", chunk[-1].sort_key) if older else None,
-            _encode_cursor("prev", chunk[0].sort_key) if newer else None,
-        )
+        return paging.page(self._sorted(), cursor)
 
     def create_model(self, body: Any) -> ModelRecord:
         if not isinstance(body, dict):
@@ -653,8 +620,6 @@ class Simulator:
         return record
 
     def store_file(self, name: str, content_type: str, data: bytes, metadata: dict[str, Any]) -> FileRecord:
-        import hashlib
-
         record = FileRecord(
             id=new_id(self._ids), name=name, content_type=content_type, data=data,
             sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
@@ -668,19 +633,3 @@ class Simulator:
         if record is None:
             raise problem(404, "Not found", "The requested file does not exist.")
         return record
-
-
-def _encode_cursor(direction: str, key: tuple[int, int]) -> str:
-    raw = f"{direction}:{key[0]}:{key[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, tuple[int, int]]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        direction, stamp, seq = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        if direction not in ("next", "prev"):
-            raise ValueError(direction)
-        return direction, (int(stamp), int(seq))
-    except (ValueError, UnicodeDecodeError):
-        raise problem(400, "Invalid cursor", "The cursor is not valid: follow `next` and `previous` verbatim.") from None

@@ -126,7 +126,7 @@ async def test_train_bad_destination_and_missing_images(sim: Simulator, tmp_path
     assert result.code == 64 and "no such file or folder" in result.err
     (tmp_path / "empty").mkdir()
     result = await run("train", FLUX, "-d", DEST, "--images", str(tmp_path / "empty"), env=env_for(sim))
-    assert result.code == 64 and "holds no files" in result.err
+    assert result.code == 64 and "holds no images" in result.err
 
 
 async def test_train_unknown_trainer(sim: Simulator) -> None:

@@ -68,9 +68,9 @@ def test_exit_codes() -> None:
     assert c.combined_exit_code(["succeeded", "succeeded"]) == 0
 
 
-def test_inputs_are_json_when_they_parse_else_text() -> None:
-    assert parse_inputs(["steps=1000", "lr=4e-4", "caption=true", "word=TOK", "empty=", "eq=a=b", "n=null"]) == {
-        "steps": 1000, "lr": 0.0004, "caption": True, "word": "TOK", "empty": "", "eq": "a=b", "n": None}
+def test_inputs_are_key_value_text_read_later_by_the_schema() -> None:
+    assert parse_inputs(["steps=1000", "word=TOK", "empty=", "eq=a=b"]) == {
+        "steps": "1000", "word": "TOK", "empty": "", "eq": "a=b"}
     with pytest.raises(BadArgumentError, match="key=value"):
         parse_inputs(["novalue"])
 
@@ -82,12 +82,13 @@ SCHEMA = {"required": ["input_images"], "properties": {
 
 
 def test_inputs_checked_against_the_schema() -> None:
-    checked = check_inputs({"steps": 1000.0, "resolution": 512, "learning_rate": 1}, SCHEMA, "t/t", images_later=True)
+    checked = check_inputs({"steps": "1000.0", "resolution": "512", "learning_rate": "1"}, SCHEMA, "t/t",
+                           images_later=True)
     assert checked == {"steps": 1000, "resolution": "512", "learning_rate": 1}
-    for given_input, message in [({"stepz": 1}, "has no input 'stepz'; its inputs are: autocaption, input_images"),
-                                 ({"steps": 2}, "at least 3"), ({"steps": 7000}, "at most 6000"),
-                                 ({"steps": True}, "whole number"), ({"optimizer": "sgd"}, "one of adamw8bit, prodigy"),
-                                 ({"autocaption": "yes"}, "true or false"), ({"learning_rate": "fast"}, "a number")]:
+    for given_input, message in [({"stepz": "1"}, "has no input 'stepz'; its inputs are: autocaption, input_images"),
+                                 ({"steps": "2"}, "at least 3"), ({"steps": "7000"}, "at most 6000"),
+                                 ({"steps": "true"}, "whole number"), ({"optimizer": "sgd"}, "one of adamw8bit, prodigy"),
+                                 ({"autocaption": "maybe"}, "true or false"), ({"learning_rate": "fast"}, "a number")]:
         with pytest.raises(BadArgumentError, match=message):
             check_inputs(given_input, SCHEMA, "t/t", images_later=True)
     with pytest.raises(BadArgumentError, match="needs 'input_images'"):
@@ -98,8 +99,3 @@ def test_text_for_a_terminal_loses_its_control_sequences() -> None:
     hostile = "a\x1b[2J\x1b]0;title\x07b\x9b31mc\r\nd\re\tf\x00\n"
     assert o.safe_text(hostile, terminal=True) == "ab31mc\nd\ne\tf\n"
     assert o.safe_text(hostile, terminal=False) == hostile
-
-
-def test_durations_are_short_and_fixed_in_form() -> None:
-    assert [o.fmt_duration(s) for s in (None, 0, 59.4, 61, 3599, 3600 * 5 + 240)] == \
-        ["-", "0s", "59s", "1m01s", "59m59s", "5h04m"]

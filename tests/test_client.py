@@ -13,7 +13,7 @@ import json
 import random
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,14 @@ import pytest
 import respx
 from aiohttp import BodyPartReader, web
 
+from core.backoff import Backoff
 from core.client import (
+    BACKOFF_BASE,
     BACKOFF_CAP,
+    JITTER,
     NO_TOKEN_MESSAGE,
     USER_AGENT,
     ReplicateClient,
-    backoff_delay,
     retry_after_hint,
 )
 from core.config import DEFAULT_BASE_URL
@@ -654,6 +656,9 @@ async def test_upload_file_413_reports_replicates_detail(client: ReplicateClient
 
 
 def test_backoff_doubles_from_half_a_second_with_jitter_and_a_cap() -> None:
+    def backoff_delay(retry: int, rng: Callable[[], float]) -> float:  # the client's schedule
+        return Backoff(BACKOFF_BASE, BACKOFF_CAP, jitter=JITTER, rng=rng).delay(retry)
+
     assert [backoff_delay(n, lambda: 0.5) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 20, 20]
     assert backoff_delay(0, lambda: 0.0) == 0.375 and backoff_delay(0, lambda: 1.0) == 0.625
     assert backoff_delay(5, lambda: 1.0) == BACKOFF_CAP  # 16 s + 25 % would pass the cap

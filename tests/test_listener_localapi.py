@@ -189,6 +189,26 @@ async def test_start_retry_cancel_and_import_act_through_the_owner(isolated_home
         assert code == 404
 
 
+async def test_refresh_fetches_a_change_made_beside_the_owner(isolated_home: Path, simulator) -> None:
+    simulator.add_model("demo-user/my-lora")
+    created = await simulator.create_training("ostris/flux-dev-lora-trainer", "demo-user/my-lora",
+                                              {"input_images": "https://example.invalid/a.zip", "steps": 50})
+    async with running_listener(base_url=simulator.base_url, token=simulator.token) as listener:
+        api = listener.local_url
+        assert listener.service.store.get(created["id"]) is None
+        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", {})
+        assert code == 200 and fetched["id"] == created["id"] and fetched["status"] in ("starting", "processing")
+        simulator.cancel_training(created["id"])  # on Replicate, not through this instance
+        assert listener.service.store.get(created["id"])["status"] != "canceled"
+        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", {})
+        assert code == 200 and fetched["status"] == "canceled"
+        assert listener.service.store.get(created["id"])["status"] == "canceled"
+        code, _, _ = await post(f"{api}/api/trainings/demo-user%2Fnobody/refresh", b"", {})
+        assert code == 404
+        code, data = await get(f"{api}/api/trainings/{created['id']}/refresh")
+        assert code == 405, "a read never changes the store: refreshing is a POST"
+
+
 async def test_an_unknown_route_lists_the_routes_served(isolated_home: Path) -> None:
     async with running_listener() as listener:
         code, data = await get(f"{listener.local_url}/api/nothing-here")

@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import BadArgumentError
 from fake_ngrok import install_fake_ngrok
-from listener.tunnel import TunnelConfig, check_public_url, explain
+from listener.tunnel import TunnelConfig, TunnelState, check_public_url, explain
 from test_listener_helpers import TID, bars, get, post, running_listener, signed, training
 
 
@@ -35,6 +35,7 @@ async def test_webhooks_arrive_through_the_tunnel(isolated_home: Path, ngrok_con
     async with running_listener(tunnel=ngrok_config) as listener:
         status = listener.status
         assert status.tunnel == "up" and status.public_url and status.public_url != listener.public_bind_url
+        assert status.tunnel_state is TunnelState.UP and status.tunnel_reason is None
         assert status.webhook_url == status.public_url + "/webhooks/replicate"
         assert listener.service.webhook_url == status.webhook_url  # new trainings get this URL
         body, headers = signed(training("processing", bars(100)), "msg_1")
@@ -82,6 +83,8 @@ async def test_authtoken_problems_are_clear_and_the_app_keeps_working(
     async with running_listener(tunnel=ngrok_config) as listener:
         assert time.monotonic() - started < 5
         assert listener.status.tunnel.startswith("down: " + expected)
+        status = listener.status
+        assert status.tunnel_state is TunnelState.DOWN and status.tunnel_reason and status.tunnel_reason.startswith(expected)
         assert "NGROK_AUTHTOKEN" in listener.status.tunnel and "polling" in listener.status.tunnel
         assert listener.webhook_url is None and listener.service.webhook_url is None
         # Still a working app: the receiver (for a tunnel of the user's own) and the local API.

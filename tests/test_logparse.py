@@ -111,7 +111,7 @@ def test_a_bare_bar_with_the_image_count_before_training_is_preprocessing() -> N
 
 def test_per_step_saves_stay_training_and_the_final_save_is_saving() -> None:
     log = flux_log(1000, save_every=500)
-    middle = log[: log.index(f"| 600/1000")]
+    middle = log[: log.index("| 600/1000")]
     assert "Saving at step 500" in middle and "_000000500.safetensors" in middle
     assert parse(middle).stage is Stage.TRAINING
     assert parse(log).stage is Stage.SAVING

@@ -106,7 +106,7 @@ def test_inputs_are_checked_like_the_model_would() -> None:
     assert check_input({"prompt": "a", "num_outputs": 2.0, "seed": None}, schema, "v") == {"prompt": "a", "num_outputs": 2}
     for given, message in [({"prompt": "a", "size": 3}, "has no input 'size'"),
                            ({"prompt": ""}, "the prompt is empty"),
-                           ({"prompt": "a", "num_outputs": "two"}, "num_outputs must be an integer"),
+                           ({"prompt": "a", "num_outputs": "two"}, "num_outputs must be a whole number"),
                            ({"prompt": "a", "lora_scale": 5}, "lora_scale must be at most 3")]:
         with pytest.raises(Exception, match=message):
             check_input(given, schema, "v")

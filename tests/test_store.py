@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import StoreInUseError, StoreWriteError
+from core.errors import StoreInUseError
 from core.store import DB_FILE, Store, read_owner
 
 ROOT = Path(__file__).resolve().parent.parent

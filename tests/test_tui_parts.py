@@ -3,12 +3,10 @@ search, the new-training form's values, and the completion hooks."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
 import sys
-import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from core.errors import BadArgumentError
 from tui.format import ago_short, bar, duration, eta_text, number, progress_cell, rate
 from tui.hooks import run_hook
-from tui.training_form import Field, coerce, fields_of, images_field, pack_images, parse_pairs
+from tui.training_form import fields_of, images_field, parse_pairs
 from tui.widgets.chart import Series, plot, smooth
 from tui.widgets.log_file import LogFile, display, read_tail
 from tui.widgets.stages import timeline
@@ -169,47 +167,11 @@ def test_schema_fields_come_in_order_with_kinds_and_choices() -> None:
     assert images_field(fields) == "input_images"
 
 
-def test_typed_values_become_json_values_or_clear_errors() -> None:
-    fields = {f.name: f for f in fields_of(SCHEMA)}
-    assert coerce(fields["steps"], " 1200 ") == 1200
-    assert coerce(fields["learning_rate"], "1e-4") == pytest.approx(1e-4)
-    assert coerce(fields["autocaption"], "no") is False
-    assert coerce(fields["steps"], "") is None  # the trainer's default applies
-    for field, text, message in [
-        ("steps", "many", "whole number"), ("steps", "2", "between 3"), ("optimizer", "sgd", "one of"),
-        ("autocaption", "maybe", "true or false"), ("input_images", "", "required"),
-    ]:
-        with pytest.raises(BadArgumentError, match=message):
-            coerce(fields[field], text)
+def test_extra_inputs_are_name_value_pairs() -> None:
+    # The values are typed by core.inputs (tests/test_inputs.py runs its table through this form).
     assert parse_pairs("steps=10 trigger_word='A B'") == {"steps": "10", "trigger_word": "A B"}
     with pytest.raises(BadArgumentError, match="name=value"):
         parse_pairs("steps")
-
-
-def test_images_are_zipped_from_a_folder_or_taken_as_a_zip(tmp_path: Path) -> None:
-    folder = tmp_path / "faces"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "a.jpg").write_bytes(b"jpg")
-    (folder / "sub" / "b.png").write_bytes(b"png")
-    (folder / "a.txt").write_text("a caption")
-    (folder / "notes.md").write_text("not an image")
-    data, name = pack_images(folder)
-    assert name == "faces.zip"
-    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == ["a.jpg", "a.txt", "sub/b.png"]
-    archive = tmp_path / "set.zip"
-    archive.write_bytes(data)
-    assert pack_images(archive) == (data, "set.zip")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(BadArgumentError, match="no images"):
-        pack_images(tmp_path / "empty")
-    with pytest.raises(BadArgumentError, match="does not exist"):
-        pack_images(tmp_path / "nope")
-    with pytest.raises(BadArgumentError, match="not a zip"):
-        pack_images(folder / "a.jpg")
-
-
-def test_field_dataclass_is_plain_data() -> None:
-    assert Field("x", "string", False, None, "") == Field("x", "string", False, None, "")
 
 
 # ----- hooks --------------------------------------------------------------------------------------

@@ -25,11 +25,15 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from core.errors import NetworkError, ReplitrackError, ServerError
-from core.models import utcnow
+from core.models import TERMINAL, utcnow
+from core.observers import Observers
 from core.service import TrainingService
 from core.updates import UpdateResult
-from core.views import status_view
+from core.views import is_terminal, with_progress
+from listener.tunnel import TunnelState
+from tui.format import use_theme
 from tui.hooks import run_hook
+from tui.screens.models import ModelsScreen
 from tui.widgets.status_line import Connection
 
 log = logging.getLogger(__name__)
@@ -84,8 +88,8 @@ class ReplitrackApp(App[int]):
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
         self.listener_factory = listener_factory  # builds the listener after the first paint
         self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
-        self.records: dict[str, dict[str, Any]] = {}  # training id → the view the screens show
-        self.log_sinks: dict[str, list[Callable[[str], None]]] = {}
+        self.records: dict[str, dict[str, Any]] = {}  # training id → its record, live figures merged
+        self.log_sinks: dict[str, Observers[str]] = {}  # training id → who shows its log
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
         self.connection_changed: Signal[None] = Signal(self, "connection-changed")
         self.ticked: Signal[datetime] = Signal(self, "tick")
@@ -94,6 +98,8 @@ class ReplitrackApp(App[int]):
         self._pending_logs: dict[str, list[str]] = {}
         self._ended: list[str] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._watched_listener: Any = None
+        self._unwatch_listener: Callable[[], None] | None = None
         self._last_error: str | None = None
         self._told: dict[str, float] = {}  # error kind → when it was last shown
         from tui import terminal_images
@@ -102,8 +108,10 @@ class ReplitrackApp(App[int]):
 
     # ----- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:
-        # The stored records carry every field the list shows; the live view (status_view with
-        # the tracker's progress) is built per training when an update or the detail needs it.
+        use_theme(self.get_css_variables())  # the formatters' colours: the theme's
+        self.theme_changed_signal.subscribe(self, lambda _: use_theme(self.get_css_variables()))
+        # One shape for every training: its stored record, with the tracker's fresher figures
+        # merged in (`with_progress`) when an update or the detail brings them.
         self.records = {record["id"]: record for record in self.store.trainings()}
         self._unsubscribe = self.service.updater.subscribe(self._on_update)
         for notice in self.store.notices:
@@ -111,8 +119,6 @@ class ReplitrackApp(App[int]):
         self._refresh_listener_state()
         if self.tick_enabled:
             self.set_interval(1.0, self._tick)
-        from tui.screens.models import ModelsScreen
-
         # Installed, so that switching to a detail keeps it (rows, cursor, sort) without keeping
         # it underneath: a screen underneath is still composited, and each of its updates would
         # repaint the whole detail screen.
@@ -140,7 +146,7 @@ class ReplitrackApp(App[int]):
         """Run the slow set-up after the first paint, then start as usual."""
         assert self.boot is not None
         self.connection.importing = "starting…"
-        self.connection.listener_error = "starting"
+        self.connection.listener_error = "tunnel starting…"
         self.connection_changed.publish(None)
         try:
             await self.boot(self)
@@ -157,6 +163,8 @@ class ReplitrackApp(App[int]):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
+        if self._unwatch_listener:
+            self._unwatch_listener()
 
     def start_background(self) -> None:
         """Polling (and the first import) once there is a token to use."""
@@ -192,8 +200,8 @@ class ReplitrackApp(App[int]):
         self.connection.account = str(account.get("username") or "") or None
         self.connection_changed.publish(None)
 
-    def sign_in(self, then: Callable[[], None] | None = None) -> None:
-        from tui.screens.sign_in import SignInScreen
+    def sign_in(self, then: Callable[[], object] | None = None) -> None:
+        from tui.screens.sign_in import SignInScreen  # loaded when first shown, for start-up time
 
         def done(ok: bool | None) -> None:
             if ok and then:
@@ -212,8 +220,6 @@ class ReplitrackApp(App[int]):
         widgets there): it only records what changed and posts one message; the handler, in the
         app's context, does the rest.
         """
-        if result.source == "webhook":
-            self.connection.webhooks += 1
         if result.source in ("poll", "sync", "import", "webhook"):
             self.connection.last_ok = self.clock()
             if not self.connection.online and result.source != "webhook":
@@ -221,8 +227,8 @@ class ReplitrackApp(App[int]):
         if not result.accepted or result.record is None:
             return
         tid = result.training_id
-        self.records[tid] = status_view(result.record, result.progress, now=self.clock())
-        if result.new_log and tid in self.log_sinks:
+        self.records[tid] = with_progress(result.record, result.progress, now=self.clock())
+        if result.new_log and self.log_sinks.get(tid):
             self._pending_logs.setdefault(tid, []).append(result.new_log)
         # became_terminal means an ending seen as it happened (core decides): importing 300
         # finished trainings raises no toast and runs no hook.
@@ -234,9 +240,7 @@ class ReplitrackApp(App[int]):
     def on_trainings_changed(self, _: TrainingsChanged) -> None:
         logs, self._pending_logs = self._pending_logs, {}
         for tid, chunks in logs.items():
-            text = "".join(chunks)
-            for sink in list(self.log_sinks.get(tid, ())):
-                sink(text)
+            self.log_sinks[tid].notify("".join(chunks))
         if self._dirty:
             changed, self._dirty = frozenset(self._dirty), set()
             self.trainings_changed.publish(changed)
@@ -265,9 +269,7 @@ class ReplitrackApp(App[int]):
             task.add_done_callback(self.hook_tasks.discard)
 
     def subscribe_log(self, training_id: str, sink: Callable[[str], None]) -> Callable[[], None]:
-        self.log_sinks.setdefault(training_id, []).append(sink)
-        return lambda: self.log_sinks.get(training_id, []).remove(sink) if sink in self.log_sinks.get(
-            training_id, []) else None
+        return self.log_sinks.setdefault(training_id, Observers()).subscribe(sink)
 
     def live_view(self, training_id: str, *, tracked: bool = True) -> dict[str, Any] | None:
         """The freshest view: the live tracker's progress merged over the stored record
@@ -277,8 +279,8 @@ class ReplitrackApp(App[int]):
             return self.records.get(training_id)
         now = self.clock()
         tracker = self.service.updater.tracker(training_id) if tracked else None
-        view = status_view(record, tracker.estimate(now) if tracker else None, now=now)
-        if tracker is not None and view["terminal"]:
+        view = with_progress(record, tracker.estimate(now) if tracker else None, now=now)
+        if tracker is not None and is_terminal(record):
             # A finished training's record keeps the figures of its last significant update
             # (or none, when it was imported without its log): the parsed log knows the last.
             state = tracker.state
@@ -295,15 +297,19 @@ class ReplitrackApp(App[int]):
     # ----- listener, polling and errors --------------------------------------------------------
     def _refresh_listener_state(self) -> None:
         listener = self.listener
+        if listener is not None and listener is not self._watched_listener:
+            # Every request it records moves the count at once (it runs in this event loop).
+            self._unwatch_listener = listener.subscribe(lambda _: self.call_later(self._refresh_listener_state))
+            self._watched_listener = listener
         if listener is None:
             starting = self.boot is not None and self.connection.importing or self.listener_factory
             self.connection.public_url = None
-            self.connection.listener_error = "starting" if starting else "no listener"
+            self.connection.listener_error = "tunnel starting…" if starting else "no listener"
         else:
             status = listener.status
             self.connection.public_url = status.public_url
-            self.connection.listener_error = None if status.tunnel_up else status.tunnel
-            self.connection.webhooks = max(self.connection.webhooks, status.accepted)
+            self.connection.listener_error = None if status.tunnel_up else _tunnel_note(status)
+            self.connection.webhooks = status.accepted  # the one count: what the listener accepted
         self.connection_changed.publish(None)  # also moves "last update N ago" on
 
     def _poll_error(self, error: ReplitrackError) -> None:
@@ -364,7 +370,7 @@ class ReplitrackApp(App[int]):
         return count
 
     def confirm_then(self, question: str, action: Callable[[], Awaitable[Any]]) -> None:
-        from tui.screens.confirm import ConfirmScreen
+        from tui.screens.confirm import ConfirmScreen  # loaded when first shown, for start-up time
 
         def answered(ok: bool | None) -> None:
             if ok:
@@ -385,7 +391,7 @@ class ReplitrackApp(App[int]):
 
     def cancel(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
-        if str(view.get("status")) in ("succeeded", "failed", "canceled", "aborted"):
+        if view.get("status") in TERMINAL:
             self.notify(f"{training_id} has already {view.get('status')}: nothing to cancel.",
                         severity="warning", markup=False)
             return
@@ -412,8 +418,7 @@ class ReplitrackApp(App[int]):
 
     # ----- screens -----------------------------------------------------------------------------
     def open_detail(self, training_id: str) -> None:
-        from tui.screens.detail import DetailScreen
-        from tui.screens.models import ModelsScreen
+        from tui.screens.detail import DetailScreen  # loaded when first shown, for start-up time
 
         if isinstance(self.screen, ModelsScreen):
             self.switch_screen(DetailScreen(training_id))  # see on_mount: models is installed
@@ -449,18 +454,18 @@ class ReplitrackApp(App[int]):
             self.switch_screen("models")
 
     def action_open_sync(self) -> None:
-        from tui.screens.sync import SyncScreen
+        from tui.screens.sync import SyncScreen  # loaded when first shown, for start-up time
 
         if not isinstance(self.screen, SyncScreen):
             self.push_screen(SyncScreen())
 
     def action_new_training(self) -> None:
-        from tui.screens.new_training import NewTrainingScreen
+        from tui.screens.new_training import NewTrainingScreen  # loaded when first shown, for start-up time
 
         self.push_screen(NewTrainingScreen())
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from tui.screens.help import HelpScreen  # loaded when first shown, for start-up time
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
@@ -479,6 +484,13 @@ class ReplitrackApp(App[int]):
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
+
+
+def _tunnel_note(status: Any) -> str:
+    """Why webhooks cannot reach us, from the listener's status, in a few words."""
+    if status.tunnel_state is TunnelState.DOWN:
+        return f"tunnel down: {status.tunnel_reason}"
+    return "tunnel starting…" if status.tunnel_state is TunnelState.STARTING else "tunnel off"
 
 
 def create_app(service: TrainingService, **options: Any) -> ReplitrackApp:

@@ -7,38 +7,28 @@ from typing import Any
 
 from rich.text import Text
 
+from core.formats import remaining_seconds
+from core.formats import duration as duration, number as number, percent as percent, rate as rate  # the screens' too
 from core.models import Status, parse_time
 
-# One colour per status, from Textual's theme variables where the widget allows it.
-STATUS_STYLE: dict[str, str] = {
-    "starting": "yellow",
-    "processing": "bold dodger_blue2",
-    "succeeded": "bold green",
-    "failed": "bold red",
-    "canceled": "magenta",
-    "aborted": "magenta",
+# Colours come from the running Textual theme ($primary, $success, ...): the app hands its
+# variables to `use_theme` when it starts and whenever the theme changes; until then, these are
+# textual-dark's. Rich text cannot name a theme variable, so the formatters look them up here.
+THEME: dict[str, str] = {
+    "primary": "#0178D4", "secondary-lighten-3": "#507BB3", "accent": "#FEA62B", "warning": "#FEA62B",
+    "error": "#B93C5B", "success": "#4EBF71", "background": "#121212", "foreground-darken-3": "#A2A2A2",
+    "panel-lighten-2": "#45505A",
 }
+# Each status in the colour of a theme variable.
+STATUS_COLOUR: dict[str, str] = {
+    "starting": "warning", "processing": "primary", "succeeded": "success", "failed": "error",
+    "canceled": "secondary-lighten-3", "aborted": "secondary-lighten-3",
+}
+_BOLD = {"processing", "succeeded", "failed"}
 STATUS_ICON: dict[str, str] = {
     "starting": "◌", "processing": "●", "succeeded": "✔", "failed": "✘", "canceled": "■", "aborted": "■",
 }
 _EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-def duration(seconds: float | None) -> str:
-    """`42s`, `3m 05s`, `1h 02m`, `2d 03h`; `–` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
 
 
 def ago(when: str | datetime | None, now: datetime) -> str:
@@ -61,25 +51,6 @@ def ago_short(when: str | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
-
-
-def number(value: float | None) -> str:
-    """Loss and lr: short, scientific when small."""
-    if value is None:
-        return "–"
-    if value == 0:
-        return "0"
-    return f"{value:.3e}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}"
-
-
-def rate(value: float | None) -> str:
-    if not value:
-        return "–"
-    return f"{value:.2f} it/s" if value >= 1 else f"{1 / value:.2f} s/it"
-
-
 def elapsed_seconds(record: dict[str, Any], now: datetime) -> float | None:
     start = parse_time(record.get("started_at")) or parse_time(record.get("created_at"))
     if start is None:
@@ -92,36 +63,47 @@ def eta_text(record: dict[str, Any], now: datetime) -> str:
     """Time left, counted down from `eta_at` between updates so the tick needs no new data."""
     if Status.parse(record.get("status")).terminal:
         return "done" if record.get("status") == "succeeded" else "–"
-    eta_at = parse_time(record.get("eta_at"))
-    if eta_at is not None:
-        return duration(max(0.0, (eta_at - now).total_seconds()))
-    return duration(record.get("eta_seconds"))
+    return duration(remaining_seconds(record, now))
+
+
+def use_theme(variables: dict[str, str]) -> None:
+    """Take the colours of the app's theme (`App.get_css_variables()`)."""
+    THEME.update({name: value for name, value in variables.items()
+                  if name in THEME and len(value) == 7 and value.startswith("#")})
+
+
+def colour(variable: str) -> str:
+    """The theme's colour for a variable (`primary`, `warning`, ...), as Rich takes it."""
+    return THEME[variable]
+
+
+def status_colour(status: str | None) -> str:
+    """The colour a training's status is shown in (processing, or unknown, in primary)."""
+    return colour(STATUS_COLOUR.get(str(status or ""), "primary"))
 
 
 def status_text(status: str | None) -> Text:
     name = str(Status.parse(status)) if status else "unknown"
-    return Text(f"{STATUS_ICON.get(name, '?')} {name}", style=STATUS_STYLE.get(name, ""))
+    style = f"bold {status_colour(name)}" if name in _BOLD else status_colour(name) if name in STATUS_COLOUR else ""
+    return Text(f"{STATUS_ICON.get(name, '?')} {name}", style=style)
 
 
-def bar(fraction: float, width: int, *, style: str = "dodger_blue2", empty_style: str = "grey35") -> Text:
-    """A bar drawn with eighth blocks, `width` cells wide."""
+def bar(fraction: float, width: int, *, style: str | None = None, empty_style: str | None = None) -> Text:
+    """A bar drawn with eighth blocks, `width` cells wide (in $primary on $panel unless told)."""
     fraction = min(1.0, max(0.0, fraction))
     cells = fraction * width
     full = int(cells)
     partial = _EIGHTHS[int((cells - full) * 8)] if full < width else ""
     filled = "█" * full + (partial if partial.strip() else "")
-    text = Text(filled, style=style)
-    text.append("░" * (width - len(filled)), style=empty_style)
+    text = Text(filled, style=style or colour("primary"))
+    text.append("░" * (width - len(filled)), style=empty_style or colour("panel-lighten-2"))
     return text
 
 
 def progress_cell(record: dict[str, Any], width: int = 12) -> Text:
     """Bar + percent for the models table."""
     value = float(record.get("overall_percent") or 0)
-    status = str(record.get("status") or "")
-    style = {"succeeded": "green", "failed": "red", "canceled": "magenta", "aborted": "magenta"}.get(
-        status, "dodger_blue2")
-    text = bar(value / 100, width, style=style)
+    text = bar(value / 100, width, style=status_colour(record.get("status")))
     text.append(f" {value:3.0f}%")
     return text
 

@@ -15,10 +15,12 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from core import config
-from core.errors import BadArgumentError, ReplitrackError
-from core.models import Status
+from core.errors import ReplitrackError, StoreInUseError
+from core.models import ID_PATTERN, Status, format_time
+from core.views import status_view, tracked_status_view
 from tui.cli._output import say, warn
 
 if TYPE_CHECKING:
@@ -80,27 +82,6 @@ def use_usage_exit(parser: argparse.ArgumentParser) -> None:
     parser.error = error  # type: ignore[method-assign,assignment]
 
 
-def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) -> int:
-    """What `train` and `retry` print for a new training (its id, or its status object with
-    --json), then, with --watch, follow it to the end."""
-    import json
-
-    if args.json and args.watch:  # then everything on stdout is JSON lines
-        print(json.dumps(view, ensure_ascii=False), flush=True)
-    elif args.json:
-        from tui.cli._output import print_json
-
-        print_json(view)
-    else:
-        print(view["id"], flush=True)
-    say(note)
-    if args.watch:
-        from tui.cli.watch import watch
-
-        return run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
-    return EXIT_OK
-
-
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
@@ -123,7 +104,7 @@ class Owner:
 
 
 def store_owner() -> Owner | None:
-    from core.store import read_owner
+    from core.store import read_owner  # tinydb: loaded when used, for start-up time
 
     found = read_owner(config.home())
     if found is None:
@@ -139,8 +120,7 @@ def open_store(*, write: bool) -> Iterator[Store]:
 
     A reading command always opens it read-only (no lock taken), so it runs beside a TUI.
     """
-    from core.errors import StoreInUseError
-    from core.store import Store
+    from core.store import Store  # tinydb: loaded when used, for start-up time
 
     store: Store
     if write:
@@ -164,7 +144,7 @@ CLI_RETRIES = 3  # a command gives up after ~4 s offline (the client's default, 
 def make_client(**kwargs: Any) -> ReplicateClient:
     """A client whose longer waits (a rate limit's Retry-After) are announced on stderr: a silent
     pause looks hung."""
-    from core.client import ReplicateClient
+    from core.client import ReplicateClient  # httpx: loaded when used, for start-up time
 
     async def sleep(seconds: float) -> None:
         if seconds >= 2:
@@ -177,7 +157,7 @@ def make_client(**kwargs: Any) -> ReplicateClient:
 
 def find_record(store: Store, ref: str) -> dict[str, Any]:
     """A stored training by id or destination `owner/name`, or the clear unknown-id error."""
-    from core.service import UnknownTrainingError
+    from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
     record = store.find(ref.strip())
     if record is None:
@@ -187,8 +167,7 @@ def find_record(store: Store, ref: str) -> dict[str, Any]:
 
 def live_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
     """`status_view` with the progress estimated from the stored log (as the local API does)."""
-    from core.updates import Updater
-    from core.views import tracked_status_view
+    from core.updates import Updater  # tinydb: loaded when used, for start-up time
 
     return tracked_status_view(Updater(store), record)
 
@@ -197,16 +176,13 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     """A training's status view (and stored log). When no instance keeps the store fresh and the
     training may still change (or is not stored yet), it is fetched from Replicate first; when
     Replicate cannot be reached, what is stored is shown with a warning."""
-    from core.views import tracked_status_view
-
     owner = store_owner()
     with open_store(write=owner is None) as store:
         record = store.find(ref.strip())
         if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal):
-            from core.client import _ID
-            from core.service import TrainingService, UnknownTrainingError
+            from core.service import TrainingService, UnknownTrainingError  # httpx: loaded when used, for start-up time
 
-            if record is None and not _ID.match(ref.strip()):
+            if record is None and not ID_PATTERN.match(ref.strip()):
                 raise UnknownTrainingError(ref)  # a destination name we do not know: nothing to fetch
             async with make_client() as client:
                 service = TrainingService(store, client)
@@ -231,7 +207,7 @@ REFRESH_CONCURRENCY = 8  # well under Replicate's 3000 requests/min, and quick f
 async def refresh_unfinished() -> None:
     """Bring the store's unfinished trainings up to date from Replicate (nobody else does while no
     instance runs). A failure is a warning: the stored state is still worth showing."""
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     with open_store(write=True) as store:
         if store.readonly:
@@ -258,10 +234,6 @@ async def refresh_unfinished() -> None:
 
 # ----- the owner's local API -------------------------------------------------------------------
 
-class RouteMissing(Exception):
-    """The owner's local API has no such endpoint (an older or partial instance)."""
-
-
 class LocalApi:
     """A small JSON client for the local API of the instance that owns the store."""
 
@@ -270,7 +242,7 @@ class LocalApi:
         self.owner, self.base, self.timeout = owner, owner.api, timeout  # a sync may wait on Replicate
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        import httpx
+        import httpx  # httpx: loaded when used, for start-up time
 
         url = self.base + path
         try:
@@ -287,14 +259,9 @@ class LocalApi:
             data = None
         if response.is_success:
             return data
-        detail, kind = "", ""
+        detail = ""
         if isinstance(data, dict):
             detail = str(data.get("detail") or data.get("error") or data.get("title") or "")
-            kind = str(data.get("type") or "")
-        # the local API says "no such route" as problem type ...:not_found (an unknown training
-        # is ...:unknown_training, a real answer to pass on)
-        if response.status_code == 405 or (response.status_code == 404 and (kind.endswith(":not_found") or not kind)):
-            raise RouteMissing(f"{method} {path}")
         raise ReplitrackError(detail or f"{self.owner.describe()} answered {response.status_code} "
                               f"to {method} {path}")
 
@@ -310,14 +277,13 @@ class LocalApi:
 def resolve(store: Store, ref: str) -> tuple[str, dict[str, Any] | None]:
     """(training id, stored record or None) for an id or destination; an id unknown here is
     still usable with Replicate, a destination name is not."""
-    from core.client import _ID
-    from core.service import UnknownTrainingError
+    from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
     ref = ref.strip()
     record = store.find(ref)
     if record is not None:
         return record["id"], record
-    if _ID.match(ref):
+    if ID_PATTERN.match(ref):
         return ref, None
     raise UnknownTrainingError(ref)
 
@@ -325,9 +291,6 @@ def resolve(store: Store, ref: str) -> tuple[str, dict[str, Any] | None]:
 def view_of_training(training: Any, before: dict[str, Any] | None = None) -> dict[str, Any]:
     """A status view for a training object from the API when the store cannot take it (another
     instance owns the store): what was stored, with what the API just said on top."""
-    from core.models import format_time
-    from core.views import status_view
-
     record = dict(before or {})
     record.update({key: value for key, value in {
         "id": training.id, "status": str(training.status), "trainer": training.model or None,
@@ -342,16 +305,13 @@ def view_of_training(training: Any, before: dict[str, Any] | None = None) -> dic
 
 
 async def adopt(owner: Owner, training_id: str) -> dict[str, Any] | None:
-    """Have the owner bring a training up to date from Replicate now, so a change made beside it
-    (a cancel, a new training) is in its store at once rather than at its next poll. Its
-    training-logs endpoint does that: it fetches a running or unknown training live."""
-    from urllib.parse import quote
-
+    """Have the owner bring a training up to date from Replicate now (its refresh route), so a
+    change made beside it is in its store at once rather than at its next poll."""
     if owner.api:
         try:
-            return await LocalApi(owner).object("GET", f"/api/replicate/training-logs/{quote(training_id, safe='')}?tail=0")
-        except (RouteMissing, ReplitrackError) as error:
-            reason = str(error) or "no training-logs endpoint"
+            return await LocalApi(owner).object("POST", f"/api/trainings/{quote(training_id, safe='')}/refresh")
+        except ReplitrackError as error:
+            reason = str(error)
     else:
         reason = "it serves no local API"
     say(f"note: {owner.describe()} owns the store and could not be asked to fetch {training_id} ({reason}); "
@@ -365,7 +325,7 @@ async def owner_webhook(owner: Owner) -> str | None:
         return None
     try:
         status = await LocalApi(owner).call("GET", "/api/listener")
-    except (RouteMissing, ReplitrackError):
+    except ReplitrackError:
         return None
     url = status.get("webhook_url") if isinstance(status, dict) else None
     return url if isinstance(url, str) and url else None

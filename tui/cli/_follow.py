@@ -29,8 +29,10 @@ from core.errors import (
     ServerError,
     StoreInUseError,
 )
-from core.models import Status
+from core.backoff import Backoff
+from core.models import ID_PATTERN, Status, parse_time, utcnow
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
+from core.views import status_view, tracked_status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -101,7 +103,7 @@ class Follower:
         self._records: dict[str, dict[str, Any]] = {}  # as last read from the owner's store
         self._trackers: dict[str, Any] = {}  # ProgressTracker per training, while reading the owner's
         self._next_poll: float = 0.0
-        self._backoff = 0.0
+        self._backoff = Backoff(interval, max(interval, MAX_BACKOFF))
         self._warned: str | None = None
         self.polling = False  # the mode of the last tick, for the caller's messages
 
@@ -144,7 +146,7 @@ class Follower:
                     if record is None:
                         continue
                     if self.progress and tid not in self._trackers:
-                        from core.updates import Updater
+                        from core.updates import Updater  # tinydb: loaded when used, for start-up time
 
                         # built once from the stored log, then fed only what the log gains
                         self._trackers[tid] = Updater(store).tracker(tid)
@@ -167,9 +169,6 @@ class Follower:
         return Tick(dict(self._views), texts, starts)
 
     def _owned_view(self, tid: str) -> dict[str, Any]:
-        from core.models import parse_time, utcnow
-        from core.views import status_view
-
         record = self._records[tid]
         tracker = self._trackers.get(tid)
         if tracker is None or Status.parse(record.get("status")).terminal:
@@ -186,7 +185,7 @@ class Follower:
         for ref in self.refs:
             record = store.find(ref)
             if record is None:
-                from core.service import UnknownTrainingError
+                from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
                 if owner is not None:
                     raise ReplitrackError(
@@ -201,7 +200,7 @@ class Follower:
         loop = asyncio.get_running_loop()
         if loop.time() < self._next_poll and self._views:
             return Tick(dict(self._views))
-        from core.service import TrainingService
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
         from core.store import Store
 
         try:
@@ -232,8 +231,6 @@ class Follower:
                         self._recovered()
                     if record is None:
                         continue
-                    from core.views import tracked_status_view
-
                     self._views[tid] = (tracked_status_view(service.updater, record) if self.progress
                                         else _plain_view(record))
                     log = store.read_log(tid)
@@ -248,16 +245,14 @@ class Follower:
 
     def _resolve_polling(self, store: Any) -> None:
         """Ids unknown here are fetched from Replicate on the first poll (an id, not a name)."""
-        from core.client import _ID
-
         for ref in self.refs:
             record = store.find(ref)
             if record is not None:
                 self.ids.append(record["id"])
-            elif _ID.match(ref):
+            elif ID_PATTERN.match(ref):
                 self.ids.append(ref)
             else:
-                from core.service import UnknownTrainingError
+                from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
                 raise UnknownTrainingError(ref)
 
@@ -266,8 +261,7 @@ class Follower:
         if isinstance(error, RateLimitError) and error.retry_after:
             wait = max(self.interval, error.retry_after)
         else:
-            self._backoff = min(MAX_BACKOFF, max(self.interval, self._backoff * 2 or self.interval))
-            wait = self._backoff
+            wait = self._backoff.next()
         message = f"{error} — still following, next try in {wait:.0f} s"
         if message != self._warned:
             o.warn(message)
@@ -277,7 +271,8 @@ class Follower:
     def _recovered(self) -> None:
         if self._warned:
             o.warn("reached Replicate again; following")
-        self._warned, self._backoff = None, 0.0
+        self._warned = None
+        self._backoff.reset()
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
@@ -289,7 +284,5 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 
 
 def _plain_view(record: dict[str, Any]) -> dict[str, Any]:
-    from core.views import status_view
-
     return status_view(record)
 

@@ -4,7 +4,6 @@ text made safe for one, and the short forms of percentages, durations and times.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from core.models import Status, parse_time, utcnow
+from core.models import parse_time
 
 
 def use_colour(stream: IO[str] | None = None) -> bool:
@@ -71,7 +70,7 @@ def say(message: str) -> None:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[Sequence[str | None]] | None = None,
                 stream: IO[str] | None = None, *, right: Sequence[int] = ()) -> None:
     """Columns aligned on their widest cell; styles (per cell) only on a terminal."""
-    from rich.cells import cell_len  # wide characters (CJK, emoji) count double
+    from rich.cells import cell_len  # wide characters count double; rich: loaded when used, for start-up time
 
     stream = stream or sys.stdout
     colour = use_colour(stream)
@@ -91,48 +90,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: S
     for index, row in enumerate(rows):
         stream.write(line([safe_text(c, terminal=colour) for c in row], styles[index] if styles else []) + "\n")
     stream.flush()
-
-
-def fmt_percent(value: Any) -> str:
-    return f"{float(value):.0f}%" if isinstance(value, (int, float)) else "-"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """`45s`, `12m05s`, `3h04m`: short and fixed in form."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def remaining_seconds(view: dict[str, Any], now: datetime | None = None) -> float | None:
-    """What is left, from the absolute `eta_at` when known (a stored `eta_seconds` goes stale)."""
-    if view.get("terminal") or Status.parse(view.get("status")).terminal:
-        return None
-    eta_at = parse_time(view.get("eta_at"))
-    if eta_at is not None:
-        return max(0.0, (eta_at - (now or utcnow())).total_seconds())
-    eta = view.get("eta_seconds")
-    return float(eta) if isinstance(eta, (int, float)) else None
-
-
-def fmt_loss(value: Any) -> str:
-    return f"{float(value):.4g}" if isinstance(value, (int, float)) else "-"
-
-
-def stage_label(stage: str | None) -> str:
-    if not stage:
-        return "-"
-    from core.logparse import Stage
-
-    try:
-        return Stage(stage).label
-    except ValueError:
-        return stage
 
 
 def short_time(iso: str | None, now: datetime | None = None) -> str:

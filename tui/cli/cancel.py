@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import ReplitrackError
 from core.models import Status
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -39,17 +41,19 @@ async def cancel(ref: str) -> dict[str, Any]:
             tid, record = c.resolve(store, ref)
             _check_running(record)
             if not store.readonly:
-                from core.service import TrainingService
-                from core.views import status_view
+                from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
                 async with c.make_client() as client:
                     result = await TrainingService(store, client).cancel(tid)
                 return status_view(result.record or store.get(tid) or {"id": tid, "status": "canceled"})
         owner = c.store_owner() or c.Owner(None, None)  # taken meanwhile: go the owner's way
-    # Another instance owns the store: cancel on Replicate, then have the owner fetch the result.
+    # Another instance owns the store: it cancels (through its local API), so its store and
+    # screens have the result at once; one without a local API fetches it at its next poll.
     with c.open_store(write=False) as store:
         tid, record = c.resolve(store, ref)
     _check_running(record)
+    if owner.api:
+        return await c.LocalApi(owner).object("POST", f"/api/trainings/{quote(tid, safe='')}/cancel")
     async with c.make_client() as client:
         training = await client.cancel_training(tid)
     await c.adopt(owner, tid)

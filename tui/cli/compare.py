@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from core import formats
 from core.errors import BadArgumentError
 from tui.cli import _common as c
 from tui.cli import _output as o
@@ -63,7 +64,7 @@ def print_comparison(table: dict[str, Any]) -> None:
         if run.get("estimated_cost") is not None:
             billed += f" (≈{run['estimated_cost']:,.2f} est.)"
         cells = [run["label"], run["id"], run.get("destination") or "-", run.get("status") or "-", steps,
-                 o.fmt_duration(run.get("duration_seconds")), billed, o.fmt_loss(run.get("final_loss")),
+                 formats.duration(run.get("duration_seconds")), billed, formats.number(run.get("final_loss")),
                  *[_cell(run["inputs"].get(name)) for name in table["differing_inputs"]]]
         rows.append(cells)
         styles.append([None, None, None, o.STATUS_STYLE.get(str(run.get("status"))), *[None] * (len(cells) - 4)])

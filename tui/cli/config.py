@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from core import config
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -19,8 +20,7 @@ def register(subparsers: Any) -> None:
 
 def settings() -> dict[str, Any]:
     """The settings in effect, with where each came from; secrets masked."""
-    from core import config
-    from core.store import DB_FILE, LOG_DIR
+    from core.store import DB_FILE, LOG_DIR  # tinydb: loaded when used, for start-up time
 
     home = config.home()
     env_token = os.environ.get("REPLICATE_API_TOKEN", "").strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 from tui.cli._common import speed_factor
@@ -30,9 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from tui.cli.runtime import DEMO_SPEED, run_demo
+    from tui.cli.runtime import DEMO_SPEED, run_demo  # the app: loaded when run, for start-up time
 
     return asyncio.run(run_demo(speed=args.speed or DEMO_SPEED, seed=args.seed,
                                 on_complete=args.on_complete, on_fail=args.on_fail))

@@ -5,9 +5,11 @@ signature is checked as of when it was first received; the update rules keep the
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from core import config
 from core.errors import BadArgumentError, ReplitrackError
 from tui.cli import _common as c
 from tui.cli import _output as o
@@ -72,10 +74,7 @@ async def _list(limit: int, training: str | None, verdict: str | None) -> dict[s
 def _read_index() -> list[dict[str, Any]]:
     """The event log's summaries, oldest first, read without writing anything (the listener may
     be appending to it): a later line for an id replaces an earlier one, a torn line is skipped."""
-    import json
-
-    from core import config
-    from listener.events import INDEX_FILE, EventRecord
+    from listener.events import INDEX_FILE, EventRecord  # aiohttp: loaded when used, for start-up time
     from listener.service import EVENTS_DIR
 
     try:
@@ -96,8 +95,7 @@ def _read_index() -> list[dict[str, Any]]:
 
 
 def _event_log() -> Any:
-    from core import config
-    from listener.events import EventLog
+    from listener.events import EventLog  # aiohttp: loaded when used, for start-up time
     from listener.service import EVENTS_DIR
 
     return EventLog(config.home() / EVENTS_DIR)
@@ -135,7 +133,7 @@ async def replay(event_id: str) -> dict[str, Any]:
     if body is None:
         raise ReplitrackError(f"cannot replay {event_id}: its body was not kept (too large, or evicted to "
                               "keep the event log within its bound)")
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
     from listener.receiver import WebhookReceiver, WebhookSecret
 
     with c.open_store(write=True) as store:

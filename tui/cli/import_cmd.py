@@ -38,13 +38,9 @@ async def import_all(*, quiet: bool = False) -> dict[str, Any]:
                 return await _import_here(store, quiet)
         owner = c.store_owner() or c.Owner(None, None)
     if owner.api:
-        try:
-            answer = await c.LocalApi(owner).call("POST", "/api/import")
-            if isinstance(answer, dict):
-                return {"imported": int(answer.get("imported") or 0), "pages": int(answer.get("pages") or 0),
-                        "stored": int(answer.get("stored") or 0)}
-        except c.RouteMissing:
-            pass
+        answer = await c.LocalApi(owner).object("POST", "/api/import")
+        return {"imported": int(answer.get("imported") or 0), "pages": int(answer.get("pages") or 0),
+                "stored": int(answer.get("stored") or 0)}
     raise ReplitrackError(
         f"{owner.describe()} owns the store and cannot import on request: import from it (the TUI "
         "imports your trainings on first run), or stop it and run `replitrack import` again"
@@ -52,7 +48,7 @@ async def import_all(*, quiet: bool = False) -> dict[str, Any]:
 
 
 async def _import_here(store: Any, quiet: bool) -> dict[str, Any]:
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     meter = _Meter(quiet)
     pages = 0
@@ -79,7 +75,7 @@ class _Meter:
         self.started = time.monotonic()
         self.progress: Any = None
         if not quiet and sys.stderr.isatty():
-            from rich.console import Console
+            from rich.console import Console  # rich: loaded when used, for start-up time
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(SpinnerColumn(), TextColumn("Importing trainings"), BarColumn(bar_width=None),

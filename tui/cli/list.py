@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core import config, formats
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -21,9 +23,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import config
-    from core.views import status_view
-
     if not args.no_refresh and c.store_owner() is None and config.api_token():
         c.run_async(c.refresh_unfinished())
     with c.open_store(write=False) as store:
@@ -42,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for view in views:
         rows.append([
             view["id"] or "-", view["destination"] or "-", view["trainer"] or "-", view["status"] or "-",
-            o.fmt_percent(view["overall_percent"]), o.stage_label(view["stage"]),
-            o.fmt_duration(o.remaining_seconds(view)), o.short_time(view["created_at"]),
+            formats.percent(view["overall_percent"]), formats.stage_label(view["stage"]),
+            formats.duration(formats.remaining_seconds(view)), o.short_time(view["created_at"]),
         ])
         styles.append([None, "bold", "dim", o.STATUS_STYLE.get(view["status"] or ""), None, None, None, "dim"])
     o.print_table(["ID", "MODEL", "TRAINER", "STATUS", "PROGRESS", "STAGE", "ETA", "CREATED"], rows, styles,

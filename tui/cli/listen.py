@@ -9,8 +9,10 @@ webhook is), and serves the local API. Ctrl+C stops it cleanly.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -92,9 +94,7 @@ def _check_forward(url: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from listener.tunnel import TunnelConfig
+    from listener.tunnel import TunnelConfig  # aiohttp: loaded when used, for start-up time
 
     for name, default in (("no_tunnel", False), ("public_url", None), ("webhook_secret", None)):
         if not hasattr(args, name):
@@ -174,10 +174,7 @@ class _Printer:
 
 
 async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
-    import asyncio
-    import signal
-
-    from core.client import ReplicateClient
+    from core.client import ReplicateClient  # httpx: loaded when used, for start-up time
     from core.service import TrainingService
     from core.store import Store
     from listener.service import Listener
@@ -188,7 +185,7 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         printer.note("notice", notice)
     client = ReplicateClient()
     poller: asyncio.Task[None] | None = None
-    quiet: Callable[[], None] = lambda: None  # unsubscribes the tunnel lines: none while stopping
+    quiet: Callable[[], None] | None = None  # unsubscribes the tunnel lines: none while stopping
     listener: Listener | None = None
     try:
         service = TrainingService(store, client)
@@ -213,7 +210,8 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
-        quiet()
+        if quiet is not None:
+            quiet()
         if poller is not None:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)

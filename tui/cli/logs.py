@@ -4,10 +4,12 @@ training ends and exit 0 (succeeded), 1 (failed) or 2 (canceled)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
 from core.errors import BadArgumentError
+from core.views import logs_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -34,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from core.views import logs_view
-
     record, log = await c.fresh_view(args.id, with_log=True)
     view = logs_view(record, log, tail=args.tail)
     out = _Output(json=args.json)
@@ -44,7 +44,7 @@ async def _run(args: argparse.Namespace) -> int:
         out.finish()
         return c.EXIT_OK
 
-    from tui.cli._follow import Follower, Tick
+    from tui.cli._follow import Follower, Tick  # tinydb: loaded when used, for start-up time
 
     follower = Follower([record["id"]], offsets={record["id"]: len(log)}, interval=args.interval, progress=False)
 
@@ -79,9 +79,7 @@ class _Output:
 
     def write(self, view: dict[str, Any]) -> None:
         if self.json:
-            import json as _json
-
-            sys.stdout.write(_json.dumps(view, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(view, ensure_ascii=False) + "\n")
         elif view["logs"]:
             text = o.safe_text(view["logs"], terminal=self.terminal)
             sys.stdout.write(text)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from core.errors import ReplitrackError
+from tui.cli._common import use_usage_exit
 
 # The order here is the order of `replitrack --help`.
 COMMAND_MODULES: list[str] = [
@@ -47,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"tui.cli.{name}").register(commands)
-    from tui.cli._common import use_usage_exit
-
     for each in (parser, *commands.choices.values()):
         use_usage_exit(each)  # a usage error exits 64 everywhere: 2 means "canceled" to scripts
     return parser

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import timedelta
 from typing import Any
 
+from core import formats
 from core.errors import ReplitrackError
+from core.models import Status, utcnow
 from tui.cli import _common as c
 
 STATUSES = ("starting", "processing", "succeeded", "failed", "canceled", "aborted")
@@ -70,11 +74,7 @@ def read_log(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from datetime import timedelta
-
-    from core.models import Status, utcnow
-    from core.progress import ProgressTracker
+    from core.progress import ProgressTracker  # the parser and statistics: loaded when run, for start-up time
 
     text = read_log(args.logfile)
     if text and not text.endswith(("\n", "\r")):
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         ("step", _step(progress.step, progress.total_steps)),
         ("train", _percent(progress.train_percent)),
         ("overall", _percent(progress.overall_percent)),
-        ("eta", _duration(progress.eta_seconds)),
+        ("eta", formats.duration(progress.eta_seconds)),
         ("rate", f"{progress.rate:.3g} steps/s" if progress.rate else "–"),
         ("loss", f"{progress.loss:.4g}" if progress.loss is not None else "–"),
         ("lr", f"{progress.lr:.4g}" if progress.lr is not None else "–"),
@@ -114,14 +114,3 @@ def _step(step: int | None, total: int | None) -> str:
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f} %"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import ReplitrackError
-from core.models import Status
+from core.models import WEBHOOK_EVENTS, Status
+from core.views import status_view
 from tui.cli import _common as c
+from tui.cli.watch import report_started
 
 
 def register(subparsers: Any) -> None:
@@ -23,8 +26,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     view, old = c.run_async(retry(args.id))
-    return c.report_started(args, view, f"started {view['id']}, a retry of {old} "
-                                        f"({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
+    return report_started(args, view, f"started {view['id']}, a retry of {old} "
+                                      f"({view.get('trainer') or '?'} → {view.get('destination') or '?'})")
 
 
 async def retry(ref: str) -> tuple[dict[str, Any], str]:
@@ -34,34 +37,26 @@ async def retry(ref: str) -> tuple[dict[str, Any], str]:
             record = c.find_record(store, ref)
             _check_finished(record)
             if not store.readonly:
-                from core.service import TrainingService
-                from core.views import status_view
+                from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
                 async with c.make_client() as client:
                     result = await TrainingService(store, client).retry(record["id"])
                 return status_view(result.record or {"id": result.training_id}), record["id"]
         owner = c.store_owner() or c.Owner(None, None)
     # Another instance owns the store: it retries (and so tracks the new training with its
-    # destination); an owner without that endpoint gets the new training adopted.
+    # destination); an owner without a local API gets the new training adopted.
     with c.open_store(write=False) as store:
         record = c.find_record(store, ref)
     _check_finished(record)
     if owner.api:
-        from urllib.parse import quote
-
-        try:
-            path = f"/api/trainings/{quote(record['id'], safe='')}/retry"
-            return await c.LocalApi(owner).object("POST", path), record["id"]
-        except c.RouteMissing:
-            pass
+        path = f"/api/trainings/{quote(record['id'], safe='')}/retry"
+        return await c.LocalApi(owner).object("POST", path), record["id"]
     if not record.get("destination") or not record.get("trainer"):
         raise ReplitrackError(
             f"cannot retry {record['id']}: its destination model is unknown (it was started elsewhere "
             "and has no output). Start it again with `replitrack train`."
         )
     webhook = await c.owner_webhook(owner)
-    from core.service import WEBHOOK_EVENTS
-
     async with c.make_client() as client:
         training = await client.create_training(record["trainer"], record.get("trainer_version") or None,
                                                 record["destination"], dict(record.get("input") or {}),

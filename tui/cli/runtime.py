@@ -23,6 +23,7 @@ from core.store import Store
 from tui.app import ReplitrackApp, create_app
 
 DEMO_SPEED = 10.0
+DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobody's real token
 
 
 @dataclass
@@ -60,41 +61,47 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
-                     scenario: str = "demo") -> Parts:
-    """The simulator with the demo scenario, the listener receiving its webhooks, all imported."""
-    from simulator import Simulator
-
+def demo_parts(home: Path | None = None) -> Parts:
+    """The demo's store (in a throw-away directory unless `home` or REPLITRACK_HOME says where) and
+    a client for the simulator-to-be; `boot_demo` starts the rest."""
     temp_home = None
     if home is None and not os.environ.get("REPLITRACK_HOME"):
         home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
     store = Store(home)
-    simulator = Simulator(speed=speed, seed=seed)
-    client: ReplicateClient | None = None
-    listener = None
+    client = ReplicateClient(token=DEMO_TOKEN, base_url="http://127.0.0.1:9")
+    return Parts(store, client, TrainingService(store, client), temp_home=temp_home)
+
+
+async def boot_demo(parts: Parts, *, speed: float = DEMO_SPEED, seed: int = 0, scenario: str = "demo") -> None:
+    """The simulator with the scenario, the listener receiving its webhooks, all imported."""
+    from simulator import Simulator  # aiohttp and the simulator: loaded when used, for start-up time
+
+    simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
+    parts.simulator = simulator  # set first: whoever closes the parts stops it, even half-started
+    base_url = await simulator.start()
+    placeholder = parts.client
+    parts.client = parts.service.client = ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
+    await placeholder.aclose()
+    parts.listener = await populate_demo(parts.service, simulator, scenario)
+
+
+async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
+                     scenario: str = "demo") -> Parts:
+    """The demo's parts, all started (the app is built on them by `create_app`)."""
+    parts = demo_parts(home)
     try:
-        base_url = await simulator.start()
-        client = ReplicateClient(token=simulator.token, base_url=base_url)
-        service = TrainingService(store, client)
-        listener = await populate_demo(service, simulator, scenario)
+        await boot_demo(parts, speed=speed, seed=seed, scenario=scenario)
     except BaseException:
-        if listener is not None:
-            await listener.stop()
-        await simulator.stop()
-        if client is not None:
-            await client.aclose()
-        store.close()
-        if temp_home is not None:
-            shutil.rmtree(temp_home, ignore_errors=True)
+        await parts.close()
         raise
-    return Parts(store, client, service, listener, simulator, temp_home)
+    return parts
 
 
 async def populate_demo(service: TrainingService, simulator: Any, scenario: str) -> Any:
     """Start the listener (its public face stands in for the tunnel: on loopback the simulator
     reaches it as Replicate would reach a tunnel), run the scenario with its webhooks pointed
     there, and import it. Returns the started listener."""
-    from listener.service import Listener
+    from listener.service import Listener  # aiohttp: loaded when used, for start-up time
     from listener.tunnel import TunnelConfig
 
     port = free_port()
@@ -117,7 +124,7 @@ async def populate_demo(service: TrainingService, simulator: Any, scenario: str)
 
 
 def tunnel_config(no_tunnel: bool = False, public_url: str | None = None) -> Any:
-    from listener.tunnel import TunnelConfig
+    from listener.tunnel import TunnelConfig  # aiohttp: loaded when used, for start-up time
 
     if public_url:
         return TunnelConfig.url(public_url)
@@ -126,8 +133,7 @@ def tunnel_config(no_tunnel: bool = False, public_url: str | None = None) -> Any
     return TunnelConfig()
 
 
-async def start_live(*, no_tunnel: bool = False, public_url: str | None = None,
-                     webhook_secret: str | None = None) -> tuple[Parts, bool]:
+async def start_live() -> tuple[Parts, bool]:
     """The user's store and account. Returns the parts and whether sign-in is needed first."""
     store = Store()
     client = ReplicateClient()
@@ -139,7 +145,7 @@ def listener_factory(no_tunnel: bool, public_url: str | None, webhook_secret: st
     """Builds the listener inside the app, after the first paint (it imports aiohttp)."""
 
     def build(service: TrainingService) -> Any:
-        from listener.service import Listener
+        from listener.service import Listener  # aiohttp: loaded after the first paint
 
         return Listener(service, secret=webhook_secret or os.environ.get("REPLICATE_WEBHOOK_SECRET") or None,
                         tunnel=tunnel_config(no_tunnel, public_url))
@@ -147,48 +153,27 @@ def listener_factory(no_tunnel: bool, public_url: str | None, webhook_secret: st
     return build
 
 
-DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobody's real token
-
-
-async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: str = "demo") -> None:
-    """The demo's simulator and listener, started inside the app after its first paint."""
-    from simulator import Simulator
-
-    service = app.service
-    simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
-    app.simulator = simulator  # set first: whoever stops the app stops it, even half-started
-    base_url = await simulator.start()
-    placeholder, service.client = service.client, ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
-    await placeholder.aclose()
-    app.listener = await populate_demo(service, simulator, scenario)
-
-
 async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, **app_options: Any) -> int:
     """The demo: the window paints at once, the simulated Replicate starts behind it."""
-    temp_home = None
-    home = None
-    if not os.environ.get("REPLITRACK_HOME"):
-        home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
-    store = Store(home)
-    # A client for the simulator-to-be; the boot replaces it once the simulator listens.
-    client = ReplicateClient(token=DEMO_TOKEN, base_url="http://127.0.0.1:9")
-    service = TrainingService(store, client)
+    parts = demo_parts()
 
     async def boot(app: ReplitrackApp) -> None:
-        await boot_demo(app, speed=speed, seed=seed)
+        try:
+            await boot_demo(parts, speed=speed, seed=seed)
+        finally:
+            app.simulator, app.listener = parts.simulator, parts.listener
 
-    app = create_app(service, mode="demo", boot=boot, **app_options)
+    app = create_app(parts.service, mode="demo", boot=boot, **app_options)
     try:  # from here on, whatever happens, the simulator, listener and store are stopped
         await app.run_async()
         return int(app.return_code or 0)
     finally:
-        parts = Parts(store, service.client, service, app.listener, app.simulator, temp_home)
         await parts.close()
 
 
 async def run_live(*, no_tunnel: bool = False, public_url: str | None = None,
                    webhook_secret: str | None = None, **app_options: Any) -> int:
-    parts, sign_in = await start_live(no_tunnel=no_tunnel, public_url=public_url, webhook_secret=webhook_secret)
+    parts, sign_in = await start_live()
     app: ReplitrackApp = create_app(
         parts.service, mode="live", sign_in=sign_in, import_on_start=True, start_listener=True,
         listener_factory=listener_factory(no_tunnel, public_url, webhook_secret), **app_options)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 from typing import Any
 
 from tui.cli._common import speed_factor
@@ -52,13 +54,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from simulator import Simulator
+    from simulator import Simulator  # aiohttp and the simulator: loaded when used, for start-up time
 
     simulator = Simulator(speed=args.speed, seed=args.seed, scenario=None)
     if args.scenario:
-        from simulator import SCENARIOS, UnknownScenarioError
+        from simulator import SCENARIOS, UnknownScenarioError  # aiohttp and the simulator: loaded when used, for start-up time
 
         if args.scenario not in SCENARIOS:
             raise UnknownScenarioError(
@@ -75,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(simulator: Any, args: argparse.Namespace) -> None:
-    import asyncio
-    import signal
-
     await simulator.start(port=args.port)
     try:
         created = []

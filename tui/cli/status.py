@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core import formats
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -32,19 +33,19 @@ def print_status(view: dict[str, Any]) -> None:
     status = view["status"] or "-"
     step = (f"step {view['step']}/{view['total_steps']}" if view.get("step") is not None and view.get("total_steps")
             else None)
-    progress = " · ".join(p for p in (o.fmt_percent(view["overall_percent"]), step) if p)
+    progress = " · ".join(p for p in (formats.percent(view["overall_percent"]), step) if p)
     fields: list[tuple[str, str, str | None]] = [
         ("Training", view["id"] or "-", "bold"),
         ("Model", view["destination"] or "-", None),
         ("Trainer", view["trainer"] or "-", None),
         ("Status", status, o.STATUS_STYLE.get(status)),
-        ("Stage", o.stage_label(view["stage"]), None),
+        ("Stage", formats.stage_label(view["stage"]), None),
         ("Progress", progress, None),
     ]
     if not view["terminal"]:
-        fields.append(("ETA", o.fmt_duration(o.remaining_seconds(view)), None))
+        fields.append(("ETA", formats.duration(formats.remaining_seconds(view)), None))
     if view.get("loss") is not None:
-        fields.append(("Loss", o.fmt_loss(view["loss"]), None))
+        fields.append(("Loss", formats.number(view["loss"]), None))
     fields += [("Created", o.short_time(view["created_at"]), None),
                ("Completed", o.short_time(view["completed_at"]), None)]
     if view.get("output_version"):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from core.errors import BadArgumentError, ReplitrackError
+from core.models import ID_PATTERN
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -56,7 +59,7 @@ async def sync(ref: str | None, *, every: bool, version: str | None) -> dict[str
 
 
 async def _sync_here(store: Any, ref: str | None, every: bool, version: str | None, report: dict[str, Any]) -> None:
-    from core.service import TrainingService
+    from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     async with c.make_client() as client:
         service = TrainingService(store, client)
@@ -87,7 +90,7 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
         )
     api = c.LocalApi(owner)
     if ref is None:
-        from core.service import TrainingService
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
         with c.open_store(write=False) as store:
             async with c.make_client() as client:
@@ -99,9 +102,6 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
     for target in targets:
         try:
             report["synced"].append(await _sync_one_through(api, target, version if ref is not None else None))
-        except c.RouteMissing:
-            raise ReplitrackError(f"{owner.describe()} has no sync endpoint: sync from it, or stop it "
-                                  "and run the command again") from None
         except ReplitrackError as error:
             if ref is not None:
                 raise
@@ -109,19 +109,16 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
 
 
 async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -> dict[str, Any]:
-    from urllib.parse import quote
-
     with c.open_store(write=False) as store:
         known = store.find(target) is not None
     created = False
     if not known:
-        from core.client import _ID
-        from core.service import UnknownTrainingError
+        from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
-        if not _ID.match(target):
+        if not ID_PATTERN.match(target):
             raise UnknownTrainingError(target)
-        # never imported: its training-logs endpoint fetches an unknown training from Replicate
-        await api.call("GET", f"/api/replicate/training-logs/{quote(target, safe='')}?tail=0")
+        # never imported: the owner fetches it from Replicate first
+        await api.call("POST", f"/api/trainings/{quote(target, safe='')}/refresh")
         created = True
     body: dict[str, Any] = {"modelId": target}
     if version:
@@ -133,8 +130,6 @@ async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -
 
 
 def _synced(result: Any) -> dict[str, Any]:
-    from core.views import status_view
-
     return {
         "id": result.training_id,
         "outcome": result.outcome,

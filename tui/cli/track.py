@@ -5,6 +5,7 @@ With no token it opens the sign-in screen instead of failing."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 from tui.cli.demo import add_hook_options
@@ -30,9 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from tui.cli.runtime import run_live
+    from tui.cli.runtime import run_live  # the app: loaded when run, for start-up time
 
     return asyncio.run(run_live(no_tunnel=getattr(args, "no_tunnel", False),
                                 public_url=getattr(args, "public_url", None),

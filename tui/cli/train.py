@@ -1,29 +1,27 @@
 """`replitrack train TRAINER[:VERSION] --destination owner/name [--images DIR|ZIP|URL] [-i key=value ...]
 [--webhook URL | --listen] [--watch] [--create-destination]`: start a training.
 
-Inputs given with -i are read as JSON when they parse (numbers, booleans, null, lists), else as
-text, and checked against the trainer's TrainingInput schema before anything is uploaded or
+Inputs given with -i are read by each input's type in the trainer's schema (core.inputs) and
+checked against the trainer's TrainingInput schema before anything is uploaded or
 started. A folder of images is zipped in memory and uploaded with the files API.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import operator
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.models import OWNER_NAME, WEBHOOK_EVENTS
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
+from core.views import status_view
 from tui.cli import _common as c
+from tui.cli.watch import report_started
 from tui.cli import _output as o
 
 IMAGES_KEY = "input_images"
-_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     trainer, version = split_trainer(args.trainer)
-    if not _OWNER_NAME.match(args.destination.strip()):
+    if not OWNER_NAME.match(args.destination.strip()):
         raise BadArgumentError(f"destination {args.destination!r} is not of the form owner/name "
                                "(for example your-username/my-flux-lora)")
     if args.webhook and (urlsplit(args.webhook).scheme not in ("http", "https") or not urlsplit(args.webhook).netloc):
@@ -62,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
     view = c.run_async(start(trainer, version, args.destination.strip(), given, images=args.images,
                              webhook=args.webhook, listen=args.listen,
                              create_destination=args.create_destination))
-    return c.report_started(args, view, f"started {view['id']}: {trainer} → "
+    return report_started(args, view, f"started {view['id']}: {trainer} → "
                                         f"{view.get('destination') or args.destination}  {view.get('web_url') or ''}")
 
 
 def split_trainer(text: str) -> tuple[str, str | None]:
     trainer, _, version = text.strip().partition(":")
-    if not _OWNER_NAME.match(trainer):
+    if not OWNER_NAME.match(trainer):
         raise BadArgumentError(f"trainer {text!r} is not of the form owner/name[:version] "
                                "(for example ostris/flux-dev-lora-trainer)")
     if _ and not re.fullmatch(r"[A-Za-z0-9]+", version):
@@ -76,103 +74,52 @@ def split_trainer(text: str) -> tuple[str, str | None]:
     return trainer, version or None
 
 
-def parse_inputs(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs: the value as JSON when it parses (1000, 0.0004, true, null), else as text."""
-    values: dict[str, Any] = {}
+def parse_inputs(pairs: list[str]) -> dict[str, str]:
+    """`key=value` pairs as text; core.inputs reads each by the trainer's schema once it is known."""
+    values: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise BadArgumentError(f"-i {pair!r}: write inputs as key=value, e.g. -i steps=1000")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        values[key] = raw
     return values
 
 
-def check_inputs(given: dict[str, Any], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
-    """The inputs checked against TrainingInput: unknown names, types, enums, required ones."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    unknown = sorted(set(given) - set(properties))
-    if unknown:
-        raise BadArgumentError(
-            f"{trainer} has no input {', '.join(map(repr, unknown))}; its inputs are: {', '.join(sorted(properties))}"
-        )
-    checked = {}
-    for key, value in given.items():
-        checked[key] = _coerce(key, value, properties[key])
-    missing = [key for key in schema.get("required") or [] if key not in checked
-               and not (key == IMAGES_KEY and images_later)]
+def check_inputs(given: dict[str, str], schema: dict[str, Any], trainer: str, *, images_later: bool) -> dict[str, Any]:
+    """The typed inputs as JSON values checked against TrainingInput (core.inputs' rules); a
+    missing required input is named with the flag that gives it."""
+    from core.inputs import problems, values_from_text  # jsonschema: loaded when used, for start-up time
+
+    values = values_from_text(schema, given)
+    found = problems(schema, values, trainer=trainer, later=[IMAGES_KEY] if images_later else [])
+    wrong = [problem.message for problem in found if problem.rule != "required"]
+    if wrong:
+        raise BadArgumentError("; ".join(wrong))
+    missing = [problem.name for problem in found]
     if missing:
         raise BadArgumentError(
             f"{trainer} needs {', '.join(map(repr, missing))}: "
             + ("pass --images DIR|ZIP|URL" if missing == [IMAGES_KEY] else
                "pass " + " ".join(f"-i {key}=..." for key in missing))
         )
-    return checked
-
-
-def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
-    kind = spec.get("type")
-    if kind == "string" and not isinstance(value, str):
-        value = json.dumps(value) if isinstance(value, (dict, list)) else (
-            "true" if value is True else "false" if value is False else "" if value is None else str(value))
-    elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise BadArgumentError(f"input {key} must be a whole number, not {value!r}")
-    elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise BadArgumentError(f"input {key} must be a number, not {value!r}")
-    elif kind == "boolean" and not isinstance(value, bool):
-        raise BadArgumentError(f"input {key} must be true or false, not {value!r}")
-    if isinstance(spec.get("enum"), list) and value not in spec["enum"]:
-        raise BadArgumentError(f"input {key} must be one of {', '.join(map(str, spec['enum']))}, not {value!r}")
-    for bound, ok in (("minimum", operator.ge), ("maximum", operator.le)):
-        limit = spec.get(bound)
-        if isinstance(limit, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and not ok(value, limit):
-            raise BadArgumentError(f"input {key} must be {'at least' if bound == 'minimum' else 'at most'} "
-                                   f"{limit}, not {value}")
-    return value
-
-
-def zip_images(path: Path) -> tuple[bytes, str]:
-    """A folder (or a single file) as an in-memory zip; hidden files are left out."""
-    buffer = io.BytesIO()
-    count = 0
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            relative = file.relative_to(path.parent if path.is_file() else path)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            archive.write(file, relative.as_posix())
-            count += 1
-    if not count:
-        raise BadArgumentError(f"{path} holds no files to train on: put the training images in it")
-    return buffer.getvalue(), f"{path.name or 'images'}.zip"
+    return values
 
 
 async def images_url(client: Any, images: str) -> str:
     """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
     if urlsplit(images).scheme in ("http", "https"):
         return images
-    path = Path(images).expanduser()
-    if not path.exists():
-        raise BadArgumentError(f"--images {images}: no such file or folder (give a folder, a .zip or an https URL)")
-    if path.is_file() and zipfile.is_zipfile(path):
-        o.say(f"uploading {path} …")
-        body = await client.upload_file(path, path.name, "application/zip")
-    else:
-        data, name = zip_images(path)
-        o.say(f"uploading {name} ({len(data) / 1024:.0f} KB, zipped from {path}) …")
-        body = await client.upload_file(data, name, "application/zip")
+    from core.inputs import images_upload  # jsonschema: loaded when used, for start-up time
+
+    upload, name = images_upload(Path(images))
+    o.say(f"uploading {name} …" if isinstance(upload, Path) else
+          f"uploading {name} ({len(upload) / 1024:.0f} KB, zipped from {images}) …")
+    body = await client.upload_file(upload, name, "application/zip")
     return str(body["urls"]["get"])
 
 
-async def start(trainer: str, version: str | None, destination: str, given: dict[str, Any], *,
+async def start(trainer: str, version: str | None, destination: str, given: dict[str, str], *,
                 images: str | None = None, webhook: str | None = None, listen: bool = False,
                 create_destination: bool = False) -> dict[str, Any]:
     owner = c.store_owner()
@@ -191,8 +138,7 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
         await _ensure_destination(client, destination, create_destination)
         if images:
             inputs[IMAGES_KEY] = await images_url(client, images)
-        from core.service import WEBHOOK_EVENTS, TrainingService
-        from core.views import status_view
+        from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
         if owner is None:
             with c.open_store(write=True) as store:
@@ -202,14 +148,11 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
                     return status_view(result.record or {"id": result.training_id})
             owner = c.store_owner() or c.Owner(None, None)
         # Another instance owns the store: it starts the training (with its tunnel's webhook URL
-        # when up) and so knows its destination; an owner without that endpoint gets it adopted.
+        # when up) and so knows its destination; an owner without a local API gets it adopted.
         if owner.api:
             body = {"trainer": trainer, "version": version, "destination": destination, "input": inputs,
                     "webhook": webhook}
-            try:
-                return await c.LocalApi(owner).object("POST", "/api/trainings", body)
-            except c.RouteMissing:
-                pass
+            return await c.LocalApi(owner).object("POST", "/api/trainings", body)
         webhook = webhook or await c.owner_webhook(owner)
         training = await client.create_training(trainer, version, destination, inputs, webhook=webhook,
                                                 webhook_events_filter=list(WEBHOOK_EVENTS) if webhook else None)

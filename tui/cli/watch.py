@@ -9,7 +9,9 @@ import json
 import sys
 from typing import Any
 
+from core import formats
 from core.errors import BadArgumentError
+from core.models import utcnow
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -33,8 +35,23 @@ def run(args: argparse.Namespace) -> int:
     return c.run_async(watch(args.ids, interval=args.interval, json_lines=args.json))
 
 
+def report_started(args: argparse.Namespace, view: dict[str, Any], note: str) -> int:
+    """What `train` and `retry` print for a new training (its id, or its status object with
+    --json), then, with --watch, follow it to the end."""
+    if args.json and args.watch:  # then everything on stdout is JSON lines
+        print(json.dumps(view, ensure_ascii=False), flush=True)
+    elif args.json:
+        o.print_json(view)
+    else:
+        print(view["id"], flush=True)
+    o.say(note)
+    if args.watch:
+        return c.run_async(watch([view["id"]], interval=args.interval, json_lines=args.json))
+    return c.EXIT_OK
+
+
 async def watch(refs: list[str], *, interval: float = 5.0, json_lines: bool = False) -> int:
-    from tui.cli._follow import Follower
+    from tui.cli._follow import Follower  # tinydb: loaded when used, for start-up time
 
     follower = Follower(list(dict.fromkeys(refs)), interval=interval)
     if json_lines:
@@ -65,7 +82,7 @@ def _state(view: dict[str, Any]) -> str:
     """`training · step 310/1000` while running, the outcome once finished."""
     if view["terminal"]:
         return str(view["status"])
-    stage = o.stage_label(view.get("stage"))
+    stage = formats.stage_label(view.get("stage"))
     if view.get("step") is not None and view.get("total_steps"):
         stage += f" · {view['step']}/{view['total_steps']}"
     return stage
@@ -104,8 +121,6 @@ class _Lines(_Display):
         self.last: dict[str, tuple[Any, ...]] = {}
 
     def update(self, tick: Any) -> None:
-        from core.models import utcnow
-
         for tid, view in tick.views.items():
             percent = view.get("overall_percent") or 0
             key = (view["status"], view.get("stage"), int(percent // 10))
@@ -113,11 +128,11 @@ class _Lines(_Display):
                 continue
             self.last[tid] = key
             parts = [utcnow().astimezone().strftime("%H:%M:%S"), view["id"], view.get("destination") or "-",
-                     view["status"], o.fmt_percent(view.get("overall_percent"))]
+                     view["status"], formats.percent(view.get("overall_percent"))]
             if not view["terminal"]:
-                parts += [_state(view), f"ETA {o.fmt_duration(o.remaining_seconds(view))}"]
+                parts += [_state(view), f"ETA {formats.duration(formats.remaining_seconds(view))}"]
             if view.get("loss") is not None:
-                parts.append(f"loss {o.fmt_loss(view['loss'])}")
+                parts.append(f"loss {formats.number(view['loss'])}")
             print("  ".join(parts), flush=True)
 
 
@@ -125,7 +140,7 @@ class _Bars(_Display):
     """A terminal: rich progress bars redrawn in place (not full screen), one per training."""
 
     def __init__(self) -> None:
-        from rich.console import Console
+        from rich.console import Console  # rich: loaded when used, for start-up time
         from rich.progress import BarColumn, Progress, TextColumn
 
         self.console = Console()
@@ -142,15 +157,15 @@ class _Bars(_Display):
         self.progress.start()
 
     def update(self, tick: Any) -> None:
-        from rich.markup import escape
+        from rich.markup import escape  # rich: loaded when used, for start-up time
 
         for tid, view in tick.views.items():
             fields: dict[str, Any] = {
                 # names come from Replicate: never let them be read as markup
                 "name": escape(_name(view)),
                 "state": escape(_state(view)),
-                "eta": "" if view["terminal"] else f"ETA {o.fmt_duration(o.remaining_seconds(view))}",
-                "loss": f"loss {o.fmt_loss(view['loss'])}" if view.get("loss") is not None else "",
+                "eta": "" if view["terminal"] else f"ETA {formats.duration(formats.remaining_seconds(view))}",
+                "loss": f"loss {formats.number(view['loss'])}" if view.get("loss") is not None else "",
             }
             completed = float(view.get("overall_percent") or 0)
             if tid not in self.tasks:

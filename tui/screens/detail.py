@@ -14,10 +14,10 @@ from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from core.models import Status
+from tui.base import ReplitrackScreen
 from tui.format import duration, elapsed_seconds, eta_text, number, rate, safe, status_text
 from tui.widgets.chart import LossChart
 from tui.widgets.live_log import TAIL_LINES, LiveLog
@@ -84,7 +84,7 @@ def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[
     return text
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "app.back_to_models", "Back", id="detail.back"),
         Binding("f", "toggle_follow", "Follow", id="detail.follow"),
@@ -132,11 +132,11 @@ class DetailScreen(Screen[None]):
         log_widget = self.query_one(LiveLog)
         # Show the tail of the stored log first (read from the file's end: the log may be
         # 100 MB), then everything the updater adds after it.
-        log_widget.feed(read_tail(app.store.log_path(self.training_id), TAIL_LINES))  # type: ignore[attr-defined]
+        log_widget.feed(read_tail(app.store.log_path(self.training_id), TAIL_LINES))
         log_widget.flush()
-        self._unsubscribe_log = app.subscribe_log(self.training_id, log_widget.feed)  # type: ignore[attr-defined]
-        app.trainings_changed.subscribe(self, self.on_changed)  # type: ignore[attr-defined]
-        app.ticked.subscribe(self, self.on_tick)  # type: ignore[attr-defined]
+        self._unsubscribe_log = app.subscribe_log(self.training_id, log_widget.feed)
+        app.trainings_changed.subscribe(self, self.on_changed)
+        app.ticked.subscribe(self, self.on_tick)
         self.refresh_all()
         log_widget.focus()
         self.call_after_refresh(log_widget.scroll_end, animate=False, x_axis=False)
@@ -144,7 +144,7 @@ class DetailScreen(Screen[None]):
 
     async def _track(self) -> None:
         """Build the training's tracker (it parses the whole stored log once) off the UI loop."""
-        updater = self.app.service.updater  # type: ignore[attr-defined]
+        updater = self.app.service.updater
         await asyncio.to_thread(updater.tracker, self.training_id)
         self.tracked = True
         self.refresh_all()
@@ -160,9 +160,9 @@ class DetailScreen(Screen[None]):
 
     def refresh_all(self) -> None:
         app = self.app
-        view = app.live_view(self.training_id, tracked=self.tracked) or {"id": self.training_id}  # type: ignore[attr-defined]
+        view = app.live_view(self.training_id, tracked=self.tracked) or {"id": self.training_id}
         self.view = view
-        now = app.clock()  # type: ignore[attr-defined]
+        now = app.clock()
         title = Text()
         title.append_text(status_text(view.get("status")))
         title.append("  ")
@@ -176,7 +176,7 @@ class DetailScreen(Screen[None]):
         self.query_one(StageTimeline).show(view, now)
         self._update_if_changed("#detail-inputs", inputs_text(view))
         if self.tracked:
-            state = app.service.updater.tracker(self.training_id).state  # type: ignore[attr-defined]
+            state = app.service.updater.tracker(self.training_id).state
             chart = self.query_one(LossChart)
             if Status.parse(view.get("status")).terminal and chart.empty_message != NO_LOSS:
                 chart.empty_message = NO_LOSS
@@ -228,24 +228,24 @@ class DetailScreen(Screen[None]):
         self.update_log_title()
 
     def action_history(self) -> None:
-        from tui.screens.log_history import LogHistoryScreen
+        from tui.screens.log_history import LogHistoryScreen  # loaded when first shown, for start-up time
 
         self.app.push_screen(LogHistoryScreen(self.training_id))
 
     def action_open_web(self) -> None:
-        self.app.open_training_page(self.training_id)  # type: ignore[attr-defined]
+        self.app.open_training_page(self.training_id)
 
     def action_copy_version(self) -> None:
-        self.app.copy("output version", self.view.get("output_version"))  # type: ignore[attr-defined]
+        self.app.copy("output version", self.view.get("output_version"))
 
     def action_copy_weights(self) -> None:
-        self.app.copy("weights URL", self.view.get("output_weights"))  # type: ignore[attr-defined]
+        self.app.copy("weights URL", self.view.get("output_weights"))
 
     def action_retry(self) -> None:
-        self.app.retry(self.training_id)  # type: ignore[attr-defined]
+        self.app.retry(self.training_id)
 
     def action_cancel(self) -> None:
-        self.app.cancel(self.training_id)  # type: ignore[attr-defined]
+        self.app.cancel(self.training_id)
 
     def action_try_model(self) -> None:
         self.app.open_try(self.training_id)  # type: ignore[attr-defined]

@@ -8,15 +8,15 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from textual.widgets import Footer, Input, Static
 
+from tui.base import ReplitrackScreen
 from tui.widgets.log_file import LogFileView
 from tui.widgets.status_line import StatusLine
 
 
-class LogHistoryScreen(Screen[None]):
+class LogHistoryScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back", id="history.back"),
         Binding("slash", "search", "Search", key_display="/", id="history.search"),
@@ -37,14 +37,14 @@ class LogHistoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusLine()
         yield Static(id="history-title")
-        yield LogFileView(self.app.store.log_path(self.training_id), id="history-view")  # type: ignore[attr-defined]
+        yield LogFileView(self.app.store.log_path(self.training_id), id="history-view")
         yield Input(placeholder="search the whole log (enter: find, n/N: next/previous, esc: close)",
                     id="history-search", classes="hidden")
         yield Footer()
 
     def on_mount(self) -> None:
         view = self.query_one(LogFileView)
-        self._unsubscribe = self.app.subscribe_log(self.training_id, self._grew)  # type: ignore[attr-defined]
+        self._unsubscribe = self.app.subscribe_log(self.training_id, self._grew)
         self.query_one("#history-title", Static).update(Text("Full log: indexing…", style="dim"))
         view.focus()
         self._reload_scheduled = True
@@ -134,4 +134,4 @@ class LogHistoryScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.app.report(event.worker.error)  # type: ignore[attr-defined]
+            self.app.report(event.worker.error)

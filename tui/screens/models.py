@@ -10,10 +10,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from core.models import Status
+from tui.base import ReplitrackScreen
 from tui.format import ago_short, duration, elapsed_seconds, eta_text, progress_cell, safe, status_text
 from tui.widgets.progress import stage_label
 from tui.widgets.status_line import StatusLine
@@ -70,7 +70,7 @@ def matches(view: dict[str, Any], needle: str, hay: str | None = None) -> bool:
     return all(word in hay for word in needle.lower().split())
 
 
-class ModelsScreen(Screen[None]):
+class ModelsScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("enter", "open", "Open", id="models.open"),
         Binding("slash", "filter", "Filter", key_display="/", id="models.filter"),
@@ -110,14 +110,14 @@ class ModelsScreen(Screen[None]):
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         self.rebuild()
-        self.app.trainings_changed.subscribe(self, self.on_changed)  # type: ignore[attr-defined]
-        self.app.ticked.subscribe(self, self.on_tick)  # type: ignore[attr-defined]
+        self.app.trainings_changed.subscribe(self, self.on_changed)
+        self.app.ticked.subscribe(self, self.on_tick)
         table.focus()
 
     # ----- rows --------------------------------------------------------------------------------
     @property
     def records(self) -> dict[str, dict[str, Any]]:
-        return self.app.records  # type: ignore[attr-defined,no-any-return]
+        return self.app.records
 
     def visible(self) -> list[str]:
         label, key, reverse = SORTS[self.sort_name]
@@ -156,7 +156,7 @@ class ModelsScreen(Screen[None]):
         current = self.current_id()
         ids = self.visible()
         self.shown = ids[:MAX_ROWS]
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.app.clock()
         table.clear()
         for tid in self.shown:  # the row key is the training id
             table.add_row(*self.cells(self.records[tid], now).values(), key=tid)
@@ -194,7 +194,7 @@ class ModelsScreen(Screen[None]):
             self._stale |= changed
             return
         table = self.query_one(DataTable)
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.app.clock()
         missing = False
         for tid in changed:
             self._hay.pop(tid, None)
@@ -239,11 +239,11 @@ class ModelsScreen(Screen[None]):
     def _selected(self, event: DataTable.RowSelected) -> None:
         tid = event.row_key.value
         if tid:
-            self.app.open_detail(tid)  # type: ignore[attr-defined]
+            self.app.open_detail(tid)
 
     def action_open(self) -> None:
         if tid := self.current_id():
-            self.app.open_detail(tid)  # type: ignore[attr-defined]
+            self.app.open_detail(tid)
 
     def action_sort(self) -> None:
         names = list(SORTS)
@@ -289,15 +289,15 @@ class ModelsScreen(Screen[None]):
 
     def action_retry(self) -> None:
         if tid := self.current_id():
-            self.app.retry(tid)  # type: ignore[attr-defined]
+            self.app.retry(tid)
 
     def action_cancel(self) -> None:
         if tid := self.current_id():
-            self.app.cancel(tid)  # type: ignore[attr-defined]
+            self.app.cancel(tid)
 
     def action_open_web(self) -> None:
         if tid := self.current_id():
-            self.app.open_training_page(tid)  # type: ignore[attr-defined]
+            self.app.open_training_page(tid)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Open training", "Open the selected training's detail", self.action_open)

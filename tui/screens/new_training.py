@@ -7,6 +7,7 @@ nothing is typed twice.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -14,18 +15,19 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from core import inputs
 from core.errors import BadArgumentError, ConfigError, NotFoundError, ReplitrackError
-from tui.training_form import Field, coerce, fields_of, images_field, is_url, pack_images, parse_pairs
+from tui.base import ReplitrackScreen
+from tui.training_form import Field, fields_of, images_field, parse_pairs
 from tui.widgets.status_line import StatusLine
 
 DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
 
 
-class NewTrainingScreen(Screen[None]):
+class NewTrainingScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="new.back"),
         Binding("ctrl+l", "load", "Load inputs", id="new.load"),
@@ -37,6 +39,7 @@ class NewTrainingScreen(Screen[None]):
         self.initial = (trainer, destination)
         self.fields: list[Field] = []  # those shown as their own inputs
         self.all_fields: list[Field] = []
+        self.schema: dict[str, Any] = {}
         self.images_field: str | None = None
         self.loaded_for: tuple[str, str] | None = None
         self.starting = False
@@ -83,10 +86,10 @@ class NewTrainingScreen(Screen[None]):
         trainer, version = self.value("new-trainer"), self.value("new-version")
         self.note(f"Loading the inputs of {trainer}…", "cyan")
         try:
-            schema = await self.app.service.client.training_input_schema(trainer, version or None)  # type: ignore[attr-defined]
+            schema = await self.app.service.client.training_input_schema(trainer, version or None)
         except ConfigError:
             self.note("Sign in first: the schema comes from Replicate.", "yellow")
-            self.app.sign_in(then=lambda: self.load(then_start))  # type: ignore[attr-defined]
+            self.app.sign_in(then=lambda: self.load(then_start))
             return
         except ReplitrackError as error:
             self.note(str(error), "red")
@@ -95,6 +98,7 @@ class NewTrainingScreen(Screen[None]):
         self.images_field = images_field(fields)
         await self.show_fields([f for f in fields if f.name != self.images_field])
         self.all_fields = fields
+        self.schema = schema
         self.loaded_for = (trainer, version)
         self.note(f"{len(self.fields)} inputs for {trainer}. Files: a folder or zip is uploaded, a URL is "
                   "passed as is.")
@@ -129,10 +133,10 @@ class NewTrainingScreen(Screen[None]):
     def start(self) -> None:
         if self.starting:
             return
-        if not self.app.service.client.token:  # type: ignore[attr-defined]
+        if not self.app.service.client.token:
             # Keep everything typed; sign in, then come back here and go on by itself.
             self.note("Sign in first; the training starts right after.", "yellow")
-            self.app.sign_in(then=self.start)  # type: ignore[attr-defined]
+            self.app.sign_in(then=self.start)
             return
         if self.loaded_for != (self.value("new-trainer"), self.value("new-version")):
             self.load(then_start=True)
@@ -152,17 +156,12 @@ class NewTrainingScreen(Screen[None]):
         typed.update(parse_pairs(self.value("new-extra")))
         if self.images_field and self.value("new-images"):
             typed[self.images_field] = self.value("new-images")
-        known = {f.name: f for f in self.all_fields}
-        unknown = sorted(set(typed) - set(known))
-        if unknown:
-            raise BadArgumentError(f"{self.value('new-trainer')} has no input named {', '.join(unknown)}; "
-                                   f"its inputs are: {', '.join(known)}")
-        values: dict[str, Any] = {}
-        for field in self.all_fields:
-            value = coerce(field, typed.get(field.name, ""))
-            if value is not None:
-                values[field.name] = value
-        return values
+        # Local files (a folder, a zip) are uploaded when starting; their URL is checked then.
+        files = {f.name: typed.pop(f.name).strip() for f in self.all_fields if f.kind == "file"
+                 and typed.get(f.name, "").strip() and not inputs.URI.match(typed[f.name].strip())}
+        values = inputs.check(self.schema, inputs.values_from_text(self.schema, typed),
+                              trainer=self.value("new-trainer"), later=files)
+        return {**values, **files}
 
     @work(exclusive=True, group="new-start", exit_on_error=False)
     async def submit(self, values: dict[str, Any]) -> None:
@@ -171,7 +170,7 @@ class NewTrainingScreen(Screen[None]):
             await self._submit(values)
         except ReplitrackError as error:
             self.note(str(error), "red")
-            self.app.report(error)  # type: ignore[attr-defined]
+            self.app.report(error)
         finally:
             self.starting = False
 
@@ -192,11 +191,9 @@ class NewTrainingScreen(Screen[None]):
             self.notify(f"Created {destination}", markup=False, timeout=3)
         for field in self.all_fields:
             value = values.get(field.name)
-            if field.kind == "file" and isinstance(value, str) and not is_url(value):
-                from pathlib import Path
-
-                data, name = pack_images(Path(value))
-                self.note(f"Uploading {name} ({len(data) / 1024:.0f} KB)…", "cyan")
+            if field.kind == "file" and isinstance(value, str) and not inputs.URI.match(value):
+                data, name = inputs.images_upload(Path(value))
+                self.note(f"Uploading {name}…", "cyan")
                 upload = await client.upload_file(data, name, "application/zip")
                 values[field.name] = upload["urls"]["get"]
         self.note("Starting the training…", "cyan")
@@ -207,10 +204,10 @@ class NewTrainingScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.app.report(event.worker.error)  # type: ignore[attr-defined]
+            self.app.report(event.worker.error)
 
 
 def _confirm(question: str) -> Any:
-    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.confirm import ConfirmScreen  # loaded when first shown, for start-up time
 
     return ConfirmScreen(question)

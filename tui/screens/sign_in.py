@@ -15,13 +15,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 from textual.widgets import Button, Checkbox, Input, Static
 
 from core import config
 from core.client import ReplicateClient
 from core.errors import AuthError, ConfigError, ReplitrackError
+from tui.base import ReplitrackModalScreen
 
 
 def save_token(token: str, path: Path | None = None) -> Path:
@@ -47,7 +47,7 @@ def save_token(token: str, path: Path | None = None) -> Path:
     return path
 
 
-class SignInScreen(ModalScreen[bool]):
+class SignInScreen(ReplitrackModalScreen[bool]):
     BINDINGS = [Binding("escape", "give_up", "Not now", id="signin.cancel")]
 
     def compose(self) -> ComposeResult:
@@ -85,7 +85,7 @@ class SignInScreen(ModalScreen[bool]):
 
     @work(exclusive=True, exit_on_error=False)
     async def check(self, token: str) -> None:
-        service = self.app.service  # type: ignore[attr-defined]
+        service = self.app.service
         old = service.client
         candidate = ReplicateClient(token=token, base_url=old.base_url)
         try:
@@ -104,16 +104,16 @@ class SignInScreen(ModalScreen[bool]):
                 where = save_token(token)
                 self.notify(f"Token saved to {where}", markup=False, timeout=4)
             except ConfigError as error:
-                self.app.report(error)  # type: ignore[attr-defined]
+                self.app.report(error)
         service.client = candidate
         await old.aclose()
         name = str(account.get("username") or "your account")
-        self.app.connection.account = name  # type: ignore[attr-defined]
-        self.app.connection.signed_in = True  # type: ignore[attr-defined]
-        self.app.connection_changed.publish(None)  # type: ignore[attr-defined]
+        self.app.connection.account = name
+        self.app.connection.signed_in = True
+        self.app.connection_changed.publish(None)
         self.notify(f"Signed in as {name}", markup=False, timeout=4)
         self.dismiss(True)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.app.report(event.worker.error)  # type: ignore[attr-defined]
+            self.app.report(event.worker.error)

@@ -14,19 +14,19 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from textual.widgets import DataTable, Footer, Static
 
 from core.errors import ReplitrackError
 from core.models import Status
 from core.service import SyncItem
+from tui.base import ReplitrackScreen
 from tui.format import safe, status_text
 from tui.screens.models import short
 from tui.widgets.status_line import StatusLine
 
 
-class SyncScreen(Screen[None]):
+class SyncScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="sync.back"),
         Binding("s", "sync_one", "Sync", id="sync.one"),
@@ -54,7 +54,7 @@ class SyncScreen(Screen[None]):
         for key, label, width in (("id", "Training", 26), ("model", "Model", 20), ("here", "Here", 13),
                                   ("there", "Replicate", 13), ("what", "What differs", 37)):
             table.add_column(label, key=key, width=width)
-        self.app.trainings_changed.subscribe(self, lambda _: self.fill() if self.is_current else None)  # type: ignore[attr-defined]
+        self.app.trainings_changed.subscribe(self, lambda _: self.fill() if self.is_current else None)
         table.focus()
         self.action_check()
 
@@ -75,9 +75,9 @@ class SyncScreen(Screen[None]):
     @work(exclusive=True, group="sync-check", exit_on_error=False)
     async def check(self) -> None:
         try:
-            items = await self.app.service.differences()  # type: ignore[attr-defined]
+            items = await self.app.service.differences()
         except ReplitrackError as error:
-            self.app.report(error)  # type: ignore[attr-defined]
+            self.app.report(error)
             self.caption(f"Could not compare with Replicate: {error}", "red")
             items = None
         finally:
@@ -90,7 +90,7 @@ class SyncScreen(Screen[None]):
         """(id, model, local status, remote status, what) for each row, differences first."""
         rows = [(i.training_id, i.destination, i.local_status, i.remote_status, i.reason)
                 for i in self.items.values()]
-        records: dict[str, dict[str, Any]] = self.app.records  # type: ignore[attr-defined]
+        records: dict[str, dict[str, Any]] = self.app.records
         for tid, view in records.items():
             if tid in self.items:
                 continue
@@ -163,9 +163,9 @@ class SyncScreen(Screen[None]):
         done = 0
         for tid in ids:
             try:
-                await self.app.service.sync([tid])  # type: ignore[attr-defined]
+                await self.app.service.sync([tid])
             except ReplitrackError as error:
-                self.app.report(error)  # type: ignore[attr-defined]
+                self.app.report(error)
                 continue
             self.items.pop(tid, None)
             done += 1
@@ -174,15 +174,15 @@ class SyncScreen(Screen[None]):
 
     def action_retry(self) -> None:
         if tid := self.current_id():
-            if tid in self.app.records:  # type: ignore[attr-defined]
-                self.app.retry(tid)  # type: ignore[attr-defined]
+            if tid in self.app.records:
+                self.app.retry(tid)
             else:
                 self.notify("Sync it first (s): replitrack needs its inputs to retry it.", severity="warning")
 
     def action_cancel(self) -> None:
         if tid := self.current_id():
-            if tid in self.app.records:  # type: ignore[attr-defined]
-                self.app.cancel(tid)  # type: ignore[attr-defined]
+            if tid in self.app.records:
+                self.app.cancel(tid)
             else:
                 self.notify("Sync it first (s).", severity="warning")
 
@@ -193,4 +193,4 @@ class SyncScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.app.report(event.worker.error)  # type: ignore[attr-defined]
+            self.app.report(event.worker.error)

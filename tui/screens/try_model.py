@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, Log, ProgressBar, Static
 
 from core.errors import ReplitrackError
@@ -161,7 +160,7 @@ class TryScreen(Screen[None]):
     def _inputs(self) -> dict[str, Any]:
         from core.errors import BadArgumentError
         from core.predictions import check_input
-        from tui.training_form import coerce, fields_of
+        from tui.training_form import fields_of
 
         if self.schema is None:
             raise BadArgumentError("the version's inputs are still loading (or could not be read): wait a moment")
@@ -170,7 +169,7 @@ class TryScreen(Screen[None]):
         for box in self.query(".try-field Input").results(Input):
             name = (box.id or "").removeprefix("try-input-")
             if name in fields:
-                given[name] = coerce(fields[name], box.value)
+                given[name] = box.value  # text: check_input reads it by the input's type
         return check_input(given, self.schema, "this version")
 
     async def _run(self, given: dict[str, Any]) -> None:

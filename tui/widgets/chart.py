@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.format import number
+from tui.format import colour, number
 
 # Dot bits inside a braille cell, indexed [row][column].
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -217,9 +217,9 @@ class LossChart(Widget):
         # drawing, with a C-speed slice, so a redraw costs about the same at step 100 and 10⁶.
         limit = min(MAX_POINTS, max(200, self.size.width * 4))  # ≥ 2 points per dot column
         losses, lrs = thin(self.losses, limit), thin(self.lrs, limit)
-        series = [Series("loss", losses, "grey50")]
+        series = [Series("loss", losses, colour("foreground-darken-3"))]
         if len(losses) > 2:
-            series.append(Series("smoothed", smooth(losses), "bold cyan"))
+            series.append(Series("smoothed", smooth(losses), f"bold {colour('primary')}"))
         if lrs:
-            series.append(Series("lr", lrs, "yellow", axis="right"))
+            series.append(Series("lr", lrs, colour("warning"), axis="right"))
         return plot(series, self.size.width, self.size.height, empty=self.empty_message)

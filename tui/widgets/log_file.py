@@ -8,6 +8,7 @@ of a second and never copies the file into Python strings.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import mmap
 import os
@@ -22,9 +23,9 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.format import colour
+
 MAX_WIDTH = 2_000  # horizontal scroll range; longer lines are cut there
-_MATCH = Style(bgcolor="yellow", color="black", bold=True)
-_CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
 _NEWLINE = re.compile(b"\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -165,8 +166,6 @@ class LogFileView(ScrollView, can_focus=True):
 
     async def reload_in_thread(self) -> None:
         """The same, indexing in a worker thread: a 10⁶-line log never freezes the screen."""
-        import asyncio
-
         at_end = self.scroll_offset.y >= self.max_scroll_y - 1
         if await asyncio.to_thread(self.file.update):
             self.shown(at_end)
@@ -190,7 +189,9 @@ class LogFileView(ScrollView, can_focus=True):
         x = self.scroll_offset.x
         visible = text[x:x + max(0, self.size.width - len(number))]
         if self.pattern is not None and self.pattern.search(text):
-            style = _CURRENT if index == self.current else _MATCH
+            # search hits in the theme's colours: $warning, the current one $primary
+            style = Style(bgcolor=colour("primary" if index == self.current else "warning"),
+                          color=colour("background"), bold=True)
             cursor = 0
             for match in self.pattern.finditer(visible):
                 segments.append(Segment(visible[cursor:match.start()]))

@@ -8,17 +8,9 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from core.logparse import Stage
-from tui.format import bar
+from core.formats import stage_label as stage_label  # the models list shows it too
+from tui.format import bar, status_colour
 
-_BAR_STYLE = {"succeeded": "green", "failed": "red", "canceled": "magenta", "aborted": "magenta"}
-
-
-def stage_label(stage: str | None) -> str:
-    try:
-        return Stage(stage).label if stage else "–"
-    except ValueError:
-        return str(stage)
 
 
 class BigProgress(Widget):
@@ -37,7 +29,7 @@ class BigProgress(Widget):
     def render(self) -> Group:
         view = self.view
         value = float(view.get("overall_percent") or 0)
-        style = _BAR_STYLE.get(str(view.get("status")), "dodger_blue2")
+        style = status_colour(view.get("status"))
         width = max(10, self.size.width - 2)
         line = bar(value / 100, width, style=style)
         caption = Text()

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual.widget import Widget
 
+from tui.base import ReplitrackWidget
 from tui.format import ago
 
 
@@ -19,21 +19,12 @@ class Connection:
     account: str | None = None
     public_url: str | None = None  # the tunnel's URL while webhooks can reach us
     webhooks: int = 0  # webhooks received this session
-    listener_error: str | None = None
+    listener_error: str | None = None  # why webhooks cannot reach us, in a few words
     online: bool = True  # False after a poll failed to reach Replicate
     last_ok: datetime | None = None
     last_error: str | None = None
     importing: str | None = None  # "page 3 · 300 trainings" while importing
     signed_in: bool = True
-
-
-def tunnel_note(state: str | None) -> str:
-    """The tunnel's state as a few words: why webhooks cannot reach us."""
-    if not state or state.startswith("off"):
-        return "tunnel off"
-    if state == "starting":
-        return "tunnel starting…"
-    return f"tunnel {state}" if state.startswith("down") else state
 
 
 def describe(connection: Connection, now: datetime) -> Text:
@@ -51,7 +42,7 @@ def describe(connection: Connection, now: datetime) -> Text:
         text.append(f" ({connection.webhooks} received)", style="")
     else:
         text.append("◇ polling only", style="yellow")
-        text.append(f" ({tunnel_note(connection.listener_error)})", style="dim")
+        text.append(f" ({connection.listener_error or 'tunnel off'})", style="dim")
     text.append(" │ ", style="dim")
     if not connection.signed_in:
         text.append("○ not signed in (ctrl+p → Sign in)", style="bold yellow")
@@ -66,13 +57,13 @@ def describe(connection: Connection, now: datetime) -> Text:
     return text
 
 
-class StatusLine(Widget):
+class StatusLine(ReplitrackWidget):
     DEFAULT_CSS = """
     StatusLine { height: 1; background: $panel; }
     """
 
     def on_mount(self) -> None:
-        self.app.connection_changed.subscribe(self, self._changed)  # type: ignore[attr-defined]
+        self.app.connection_changed.subscribe(self, self._changed)
 
     def _changed(self, _: object) -> None:
         # A screen under the current one is still composited: repainting it there would make
@@ -82,4 +73,4 @@ class StatusLine(Widget):
 
     def render(self) -> Text:
         app = self.app
-        return describe(app.connection, app.clock())  # type: ignore[attr-defined]
+        return describe(app.connection, app.clock())
