@@ -51,7 +51,7 @@ async def test_try_from_the_detail_screen_shows_the_image_and_keeps_a_gallery() 
             screen.query_one("#try-input-num_outputs", Input).value = "9"
             screen.query_one("#try-prompt", Input).focus()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: "num_outputs must be between 1 and 4" in screen_text(app), what="refusal")
+            await wait_for(pilot, lambda: "num_outputs must be at most 4" in screen_text(app), what="refusal")
             assert env.sim.predictions.all() == []
 
             screen.query_one("#try-input-num_outputs", Input).value = "1"
