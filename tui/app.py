@@ -82,6 +82,7 @@ class ReplitrackApp(App[int]):
         self.tick_enabled = tick
         self.start_listener = start_listener
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
+        self.booting = boot is not None  # until the boot has run: the header says "starting", not "no listener"
         self.listener_factory = listener_factory  # builds the listener after the first paint
         self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
         self.records: dict[str, dict[str, Any]] = {}  # training id → the view the screens show
@@ -145,6 +146,7 @@ class ReplitrackApp(App[int]):
             self.report(error)
         finally:
             self.connection.importing = None
+            self.booting = False
             self._refresh_listener_state()
         if self.needs_sign_in:
             self.sign_in(then=self.start_background)
@@ -293,7 +295,7 @@ class ReplitrackApp(App[int]):
     def _refresh_listener_state(self) -> None:
         listener = self.listener
         if listener is None:
-            starting = self.boot is not None and self.connection.importing or self.listener_factory
+            starting = self.booting or self.listener_factory
             self.connection.public_url = None
             self.connection.listener_error = "starting" if starting else "no listener"
         else:
