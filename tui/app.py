@@ -30,6 +30,7 @@ from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import status_view
 from tui.hooks import run_hook
+from tui.inspector import Inspector
 from tui.widgets.status_line import Connection
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ class TrainingsChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, TrainingsChanged)
+
+
+class WebhookEventsChanged(Message):
+    """The listener recorded a request. A newer one supersedes a queued one."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, WebhookEventsChanged)
 
 
 class ReplitrackApp(App[int]):
@@ -90,6 +98,8 @@ class ReplitrackApp(App[int]):
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
         self.connection_changed: Signal[None] = Signal(self, "connection-changed")
         self.ticked: Signal[datetime] = Signal(self, "tick")
+        self.inspector = Inspector(lambda: self.listener)  # the screens' view of the listener
+        self.webhook_events: Signal[None] = Signal(self, "webhook-events")
         self.hook_tasks: set[asyncio.Task[int]] = set()
         self._dirty: set[str] = set()
         self._pending_logs: dict[str, list[str]] = {}
@@ -156,6 +166,7 @@ class ReplitrackApp(App[int]):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
+        self.inspector.detach()
 
     def start_background(self) -> None:
         """Polling (and the first import) once there is a token to use."""
@@ -244,6 +255,9 @@ class ReplitrackApp(App[int]):
         for tid in ended:
             self._announce_end(self.records[tid])
 
+    def on_webhook_events_changed(self, _: WebhookEventsChanged) -> None:
+        self.webhook_events.publish(None)
+
     def _announce_end(self, view: dict[str, Any]) -> None:
         name = view.get("destination") or view.get("id")
         status = str(view.get("status"))
@@ -299,6 +313,7 @@ class ReplitrackApp(App[int]):
             self.connection.public_url = None
             self.connection.listener_error = "starting" if starting else "no listener"
         else:
+            self.inspector.attach(lambda _: self.post_message(WebhookEventsChanged()))
             status = listener.status
             self.connection.public_url = status.public_url
             self.connection.listener_error = None if status.tunnel_up else status.tunnel
@@ -431,6 +446,12 @@ class ReplitrackApp(App[int]):
         if not isinstance(self.screen, SyncScreen):
             self.push_screen(SyncScreen())
 
+    def action_open_events(self) -> None:
+        from tui.screens.events import EventsScreen
+
+        if not isinstance(self.screen, EventsScreen):
+            self.push_screen(EventsScreen())
+
     def action_new_training(self) -> None:
         from tui.screens.new_training import NewTrainingScreen
 
@@ -448,6 +469,10 @@ class ReplitrackApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Sync", "Trainings that differ from Replicate: sync, retry, cancel", self.action_open_sync)
+        yield SystemCommand("Webhook events", "Every request the listener received, its verdict; replay",
+                            self.action_open_events)
+        yield SystemCommand("Listener state", "Tunnel URL, why it is down, secret source, counts",
+                            self.action_open_events)
         yield SystemCommand("New training", "Start a training on Replicate", self.action_new_training)
         yield SystemCommand("Import all trainings", "Fetch every training of the account",
                             lambda: self.run_action_safely(self.import_all(), name="import"))

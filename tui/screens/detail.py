@@ -86,6 +86,7 @@ class DetailScreen(Screen[None]):
         Binding("f", "toggle_follow", "Follow", id="detail.follow"),
         Binding("h", "history", "Full log / search", id="detail.history"),
         Binding("o", "open_web", "Web", id="detail.web"),
+        Binding("e", "app.open_events", "Events", id="detail.events"),
         Binding("c", "copy_version", "Copy version", id="detail.copy_version"),
         Binding("w", "copy_weights", "Copy weights", id="detail.copy_weights"),
         Binding("r", "retry", "Retry", id="detail.retry"),

@@ -80,6 +80,12 @@ class StatusLine(Widget):
         if self.screen.is_current:
             self.refresh()
 
+    def on_click(self) -> None:
+        # The header's "N received" (or "polling only") is where one looks for webhooks.
+        action = getattr(self.app, "action_open_events", None)
+        if action is not None:
+            action()
+
     def render(self) -> Text:
         app = self.app
         return describe(app.connection, app.clock())  # type: ignore[attr-defined]
