@@ -165,7 +165,7 @@ def test_large_bodies_are_cut_per_line_and_paged() -> None:
     body = json.dumps({"logs": "x" * 10_000, "items": list(range(3_000))}).encode()
     lines = body_lines(body, len(body))
     assert len(lines) > 3_000 and lines[0] == "{"
-    assert any(line.endswith("(6,012 more characters)") for line in lines)
+    assert any(line.endswith("(6,013 more characters)") for line in lines)
     assert body_lines(None, 70 << 20) == ["(the body, 70.0 MiB, was not kept: too large, or evicted from the event log)"]
     assert body_lines(b"not json \x1b]0;title\x07", 20) == ["not json ·]0;title·"]
     assert terminal_safe("a\x9bb\tc") == "a·b\tc"
