@@ -17,10 +17,11 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from tui.format import percent, safe
 from tui.inspector import VERDICTS
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine, tunnel_note
 from tui.widgets.training_list import Column, TrainingList
 
@@ -120,7 +121,7 @@ class EventsScreen(Screen[None]):
         yield Static(id="events-listener")
         yield Static(id="events-caption")
         yield TrainingList(COLUMNS, event_cells, id="events-table")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def table(self) -> TrainingList:
@@ -271,7 +272,7 @@ class EventDetailScreen(Screen[None]):
         yield Static(id="event-meta")
         yield Static(id="event-page", classes="section")
         yield Log(highlight=False, id="event-body")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         inspector = self.app.inspector  # type: ignore[attr-defined]

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from tui.widgets.log_file import LogFileView
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine
 
 
@@ -40,7 +41,7 @@ class LogHistoryScreen(Screen[None]):
         yield LogFileView(self.app.store.log_path(self.training_id), id="history-view")  # type: ignore[attr-defined]
         yield Input(placeholder="search the whole log (enter: find, n/N: next/previous, esc: close)",
                     id="history-search", classes="hidden")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         view = self.query_one(LogFileView)

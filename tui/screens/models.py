@@ -11,10 +11,11 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from tui.format import ago_short, duration, elapsed_seconds, eta_text, percent, progress_cell, safe, status_text
 from tui.widgets.progress import stage_label
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine
 from tui.widgets.training_list import Column, TrainingList
 
@@ -150,7 +151,7 @@ class ModelsScreen(Screen[None]):
         yield TrainingList(COLUMNS, self._cells, id="models-table")
         yield Input(placeholder="filter: model, trainer, id, status… (enter to apply, esc to clear)",
                     id="models-filter", classes="hidden")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.rebuild()

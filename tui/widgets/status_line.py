@@ -36,19 +36,31 @@ def tunnel_note(state: str | None) -> str:
     return f"tunnel {state}" if state.startswith("down") else state
 
 
-def describe(connection: Connection, now: datetime) -> Text:
+def describe(connection: Connection, now: datetime, width: int = 10_000) -> Text:
+    """The status line; when `width` is short, the details go first (the URL, the demo's note:
+    both are on the Events screen), so the live state at its end stays visible."""
+    for detail in (2, 1, 0):
+        text = _describe(connection, now, detail)
+        if text.cell_len <= width:
+            break
+    return text
+
+
+def _describe(connection: Connection, now: datetime, detail: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" replitrack ", style="bold reverse")
     if connection.mode == "demo":
         text.append(" DEMO ", style="bold black on yellow")
-        text.append(" simulated Replicate, no network ", style="dim")
+        if detail >= 2:
+            text.append(" simulated Replicate, no network ", style="dim")
     elif connection.account:
         text.append(f" {connection.account} ", style="bold")
     text.append(" │ ", style="dim")
     if connection.public_url:
         text.append("◆ webhooks ", style="green")
-        text.append(connection.public_url, style="dim")
-        text.append(f" ({connection.webhooks} received)", style="")
+        if detail >= 1:
+            text.append(connection.public_url + " ", style="dim")
+        text.append(f"({connection.webhooks} received)", style="")
     else:
         text.append("◇ polling only", style="yellow")
         text.append(f" ({tunnel_note(connection.listener_error)})", style="dim")
@@ -88,4 +100,4 @@ class StatusLine(Widget):
 
     def render(self) -> Text:
         app = self.app
-        return describe(app.connection, app.clock())  # type: ignore[attr-defined]
+        return describe(app.connection, app.clock(), self.size.width)  # type: ignore[attr-defined]
