@@ -230,7 +230,13 @@ async def test_live_log_shows_untrusted_text_as_typed_and_history_searches_it() 
             await pilot.press("slash", *"NEEDLE", "enter")
             await pilot.pause()
             assert view.current == 4  # 0-based line of "needle in the log"
-            assert "match on line 5" in screen_text(app)
+            await wait_for(pilot, lambda: "match 1 of 1 (line 5)" in screen_text(app), what="match k of N")
+            await pilot.press("slash", *"l4", "enter")  # l4, l40…l49, l400…l499: 111 lines
+            await wait_for(pilot, lambda: "match 1 of 111 (line" in screen_text(app), what="the count")
+            await pilot.press("n")
+            assert "match 2 of 111 (line" in screen_text(app)
+            await pilot.press("N", "N")
+            assert "match 111 of 111 (line" in screen_text(app)
 
 
 async def test_sign_in_checks_saves_0600_and_carries_on() -> None:
