@@ -116,6 +116,7 @@ class ReplitrackApp(App[int]):
         self._unsubscribe = self.service.updater.subscribe(self._on_update)
         for notice in self.store.notices:
             self.notify(notice, title="Store", severity="warning", markup=False, timeout=15)
+        self._apply_keymap()
         self._refresh_listener_state()
         if self.tick_enabled:
             self.set_interval(1.0, self._tick)
@@ -130,11 +131,35 @@ class ReplitrackApp(App[int]):
         # (aiohttp, the simulator) and would hold the window blank meanwhile.
         self.call_after_refresh(self._after_first_paint)
 
+    def _apply_keymap(self) -> None:
+        """The config file's "keymap" (binding id → keys; `?` shows the ids)."""
+        from core import config
+        from tui.keymap import read_keymap
+
+        self.keymap_file = config.config_path()
+        keymap, problems = read_keymap(self.keymap_file)
+        if keymap:
+            self.set_keymap(keymap)
+        for problem in problems:
+            self.notify(problem, title="Keymap", severity="warning", markup=False, timeout=15)
+
+    def _check_keymap(self) -> None:
+        from tui.keymap import app_binding_ids
+
+        known = app_binding_ids(type(self))
+        unknown = sorted(set(self._keymap) - known)
+        if unknown:
+            self.notify(f"keymap in {self.keymap_file}: no binding has the id {', '.join(unknown)} "
+                        "(press ? on a screen to see its ids)", title="Keymap", severity="warning",
+                        markup=False, timeout=15)
+
     def _after_first_paint(self) -> None:
         # What exists now (modules, Textual's machinery, the first screen) lives as long as the
         # app: move it out of the garbage collector's way, so that a full collection, which
         # otherwise walks all of it, does not stall a frame (measured: tens of ms each). Collect
         # first, so that no garbage is frozen with it.
+        if self._keymap:
+            self._check_keymap()
         gc.collect()
         gc.freeze()
         if self.boot is not None:
