@@ -166,6 +166,8 @@ class DetailScreen(Screen[None]):
             self._unsubscribe_log()
 
     def refresh_all(self) -> None:
+        if not self.query(LiveLog):  # being removed (switched away while an update was queued)
+            return
         app = self.app
         view = app.live_view(self.training_id, tracked=self.tracked) or {"id": self.training_id}  # type: ignore[attr-defined]
         self.view = view

@@ -25,15 +25,27 @@ def keys_table(screen: Screen) -> Table:
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("does")
     table.add_column("id (for a keymap)", style="dim", no_wrap=True)
-    rows: dict[tuple[int, str], tuple[list[str], Binding, int]] = {}
-    for active in screen.active_bindings.values():
-        binding = active.binding
-        # The screen's own keys first, then its list's or log's, then the app's, Textual's last.
-        rank = (0 if binding.id else 3) + (0 if active.node is screen else 2 if active.node is screen.app else 1)
-        keys, _, _ = rows.setdefault((id(active.node), binding.action), ([], binding, rank))
-        keys.append(screen.app.get_key_display(binding))
-    for keys, binding, _ in sorted(rows.values(), key=lambda row: row[2]):
-        table.add_row(" ".join(dict.fromkeys(keys)), Text(binding.description or binding.action), binding.id or "")
+    rows: dict[tuple[int, str], tuple[list[str], list[str], Binding, int, bool]] = {}
+    taken: set[str] = set()  # a key bound nearer the focus hides the same key further out
+    app = screen.app
+    for node, bindings in screen._modal_binding_chain:
+        for key, binding in bindings:
+            if key in taken:
+                continue
+            taken.add(key)
+            # Listed even when it does not apply right now (e.g. copy version while running).
+            applies = app._check_action_state(binding.action, node) is not False
+            # The screen's own keys first, then its list's or log's, then the app's, Textual's last.
+            rank = (0 if binding.id else 3) + (0 if node is screen else 2 if node is app else 1)
+            keys, ids, _, _, _ = rows.setdefault((id(node), binding.action), ([], [], binding, rank, applies))
+            keys.append(app.get_key_display(binding))
+            if binding.id:
+                ids.append(binding.id)
+    for keys, ids, binding, _, applies in sorted(rows.values(), key=lambda row: min(row[3], 0 if row[1] else 3)):
+        description = Text(binding.description or binding.action)
+        if not applies:
+            description.append(" (not now)", style="dim")
+        table.add_row(" ".join(dict.fromkeys(keys)), description, " ".join(dict.fromkeys(ids)))
     table.add_row("ctrl+p", Text("command palette: every action by name, and themes"), "")
     return table
 
