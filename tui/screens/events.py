@@ -33,7 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS: tuple[Column, ...] = (
     Column("time", "Received", 8), Column("verdict", "Verdict", 10), Column("reason", "Reason", 14, flex=True),
-    Column("training", "Training", 10, drop=2), Column("event", "Event", 10, drop=3),
+    Column("training", "Training", 22, drop=2), Column("event", "Event", 6, drop=3),
     Column("http", "HTTP", 4, drop=5), Column("size", "Size", 8, drop=4), Column("duration", "Took", 8, drop=6),
 )
 
@@ -66,7 +66,7 @@ def event_cells(view: dict[str, Any], widths: Any) -> dict[str, Text]:
         "time": Text(str(view.get("received_at") or "")[11:19], style="dim"),
         "verdict": Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
         "reason": Text(terminal_safe(reason), style="red" if verdict in ("rejected", "error") else ""),
-        "training": safe(str(view.get("training_id") or "–")[:10]),
+        "training": safe(view.get("training_name") or "–"),
         "event": Text(str(view.get("event") or "–")),
         "http": Text(str(view.get("http_status") or "–"), style="red" if int(view.get("http_status") or 0) >= 300 else ""),
         "size": Text(size_text(int(view.get("body_size") or 0))),
@@ -137,7 +137,14 @@ class EventsScreen(Screen[None]):
         inspector = self.app.inspector  # type: ignore[attr-defined]
         verdicts = [self.verdict] if self.verdict else None
         found = inspector.events(training_id=self.training, verdicts=verdicts)
-        self.records = {record.id: event_summary(record) for record in found}
+        trainings = self.app.records  # type: ignore[attr-defined]
+        self.records = {}
+        for record in found:
+            summary = event_summary(record)
+            # The training as the list names it (its destination), else its short id.
+            known = trainings.get(record.training_id or "") or {}
+            summary["training_name"] = known.get("destination") or (record.training_id or "")[:10] or None
+            self.records[record.id] = summary
         self.table.empty_text = ("No requests yet: they appear here as they arrive." if inspector.available
                                  else "No listener runs, so no webhooks are received (polling only).")
         self.table.set_rows(list(self.records), self.records)
@@ -145,12 +152,12 @@ class EventsScreen(Screen[None]):
         self._listener_changed(None)
 
     def update_caption(self) -> None:
-        parts = [f"{len(self.records)} request{'s' if len(self.records) != 1 else ''}, newest first",
-                 f"verdict: {self.verdict or 'all'} (v)", f"training: {self.training or 'all'} (t)"]
         rejected = sum(1 for r in self.records.values() if r["verdict"] in ("rejected", "error"))
-        caption = Text("  ·  ".join(parts), style="dim")
+        caption = Text(f"{len(self.records)} request{'s' if len(self.records) != 1 else ''}, newest first", style="dim")
         if rejected:
-            caption.append(f"  ·  {rejected} rejected", style="bold red")
+            caption.append(f" · {rejected} rejected", style="bold red")
+        caption.append(f" · verdict: {self.verdict or 'all'} (v) · training: {self.training or 'all'} (t)",
+                       style="dim")
         self.query_one("#events-caption", Static).update(caption)
 
     def _listener_changed(self, _: object) -> None:
