@@ -46,7 +46,7 @@ def stats_table(view: dict[str, Any], now: datetime, elapsed: float | None = Non
     table.add_row("Trainer", safe(view.get("trainer")))
     last = view.get("completed_at") or view.get("updated_at")  # a finished one's last news is its end
     table.add_row("Completed" if view.get("completed_at") else "Updated",
-                  safe((last or "–").replace("T", " ")[:19]))
+                  safe((last or "–").replace("T", " ")[5:19] if last else "–"))  # fits a narrow panel
     return table
 
 

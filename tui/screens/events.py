@@ -33,8 +33,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS: tuple[Column, ...] = (
     Column("time", "Received", 8), Column("verdict", "Verdict", 10), Column("reason", "Reason", 14, flex=True),
-    Column("training", "Training", 22, drop=2), Column("event", "Event", 6, drop=3),
-    Column("http", "HTTP", 4, drop=5), Column("size", "Size", 8, drop=4), Column("duration", "Took", 8, drop=6),
+    Column("training", "Training", 24, drop=2), Column("event", "Event", 9, drop=3),
+    Column("http", "HTTP", 4, drop=5), Column("size", "Size", 9, drop=4), Column("duration", "Took", 9, drop=6),
 )
 
 

@@ -57,6 +57,7 @@ class LogHistoryScreen(Screen[None]):
         super().__init__()
         self.training_id = training_id
         self.query_text = ""
+        self._note = ""  # what the title says about the search
         self.matches: list[int] = []  # lines holding the query, in order (for "match k of N")
         self._unsubscribe: Callable[[], None] | None = None
         self._reload_scheduled = False  # an indexing run is scheduled or running
@@ -106,7 +107,9 @@ class LogHistoryScreen(Screen[None]):
             view.scroll_end(animate=False)
         self.update_title()
 
-    def update_title(self, note: str = "") -> None:
+    def update_title(self, note: str | None = None) -> None:
+        note = self._note if note is None else note
+        self._note = note
         view = self.query_one(LogFileView)
         text = Text.assemble(("Full log ", "bold"), (self.training_id, "dim"),
                              (f"   {view.file.line_count:,} lines", ""))
@@ -114,7 +117,12 @@ class LogHistoryScreen(Screen[None]):
             text.append(f"   search: {self.query_text!r}", style="yellow")
         if note:
             text.append(f"   {note}", style="bold")
+        if view.virtual_size.width + 9 > view.scrollable_content_region.width:  # 9: the line numbers
+            text.append("   ← → longer lines", style="bold yellow")
         self.query_one("#history-title", Static).update(text)
+
+    def on_resize(self) -> None:
+        self.update_title()
 
     def action_back(self) -> None:
         box = self.query_one("#history-search", Input)
