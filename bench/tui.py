@@ -103,6 +103,11 @@ def bench_first_paint(runs: int) -> None:
             store.put(record)
         store.flush()
         store.close()
+        one = Path(tmp) / "one"
+        store = Store(one)
+        store.put(next(bulk_records(1)))
+        store.flush()
+        store.close()
         live_env = dict(base_env, REPLITRACK_HOME=str(home), REPLICATE_API_TOKEN="r8_bench" + "0" * 32,
                         REPLICATE_BASE_URL="http://127.0.0.1:9")  # nothing listens there: offline
         cases = [
@@ -111,6 +116,8 @@ def bench_first_paint(runs: int) -> None:
              dict(base_env, REPLITRACK_HOME=str(Path(tmp) / "demo1"))),
             ("replitrack demo (its trainings listed)", [python, "-m", "tui.cli", "demo"], b"sorted by",
              dict(base_env, REPLITRACK_HOME=str(Path(tmp) / "demo2"))),
+            ("replitrack, 1 training", [python, "-m", "tui.cli", "--no-tunnel"], b"1 training",
+             dict(live_env, REPLITRACK_HOME=str(one))),
             ("replitrack, 10,000 trainings", [python, "-m", "tui.cli", "--no-tunnel"], b"10000 trainings", live_env),
         ]
         # Cases take turns, run after run, so that a busy spell on the machine hits them alike.
