@@ -191,6 +191,7 @@ class DetailScreen(Screen[None]):
                 chart.empty_message = NO_LOSS
                 chart.refresh()
             chart.set_data(state.losses, state.lrs)
+            chart.set_class(not state.losses, "-empty")  # no curve yet: its message, not 13 empty rows
             outcome = outcome_text(view, state.traceback, state.error_lines)
         else:
             outcome = outcome_text(view, None, [])

@@ -318,9 +318,11 @@ class EventDetailScreen(Screen[None]):
         log.write_lines(self.lines[self.page * PAGE_LINES:(self.page + 1) * PAGE_LINES], scroll_end=False)
         log.scroll_home(animate=False)
         note = "  ] next · [ previous" if self.pages > 1 else ""
+        shown = self.lines[self.page * PAGE_LINES:(self.page + 1) * PAGE_LINES]
+        wide = max((len(line) for line in shown), default=0) > log.scrollable_content_region.width
         self.query_one("#event-page", Static).update(
             Text.assemble(f"Headers and body  (page {self.page + 1} of {self.pages}, {len(self.lines):,} lines)",
-                          (note, "dim")))
+                          (note, "dim"), ("  ← → longer lines" if wide else "", "bold yellow")))
 
     def action_page(self, step: int) -> None:
         page = max(0, min(self.pages - 1, self.page + step))

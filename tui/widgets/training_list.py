@@ -37,6 +37,10 @@ class Column:
     width: int
     drop: int = 0  # 0: always shown; otherwise the higher, the sooner it goes when space is short
     flex: bool = False  # takes the width the others leave (at least `width`)
+    prefer: int = 0  # flex only: columns with drop >= SPARE_FOR_FLEX go so that it gets this wide
+
+
+SPARE_FOR_FLEX = 6  # the columns that may go to give the flex column its preferred width
 
 
 def layout(columns: Iterable[Column], width: int, gap: int = 1) -> list[tuple[Column, int]]:
@@ -47,8 +51,15 @@ def layout(columns: Iterable[Column], width: int, gap: int = 1) -> list[tuple[Co
         if fixed <= width or not any(c.drop for c in kept):
             break
         kept.remove(max((c for c in kept if c.drop), key=lambda c: c.drop))
-    spare = max(0, width - fixed)
     flex = [c for c in kept if c.flex]
+    while flex and flex[0].width + max(0, width - fixed) < flex[0].prefer:
+        optional = [c for c in kept if c.drop >= SPARE_FOR_FLEX]
+        if not optional:
+            break
+        gone = max(optional, key=lambda c: c.drop)
+        kept.remove(gone)
+        fixed -= gone.width + gap
+    spare = max(0, width - fixed)
     return [(c, c.width + (spare if flex and c is flex[0] else 0)) for c in kept]
 
 
