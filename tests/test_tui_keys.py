@@ -26,6 +26,7 @@ from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen, keys_table
 from tui.screens.models import ModelsScreen
 from tui.widgets.live_log import LiveLog
+from tui.widgets.stages import StageTimeline
 from tui.widgets.training_list import TrainingList, layout
 from tui.screens.models import COLUMNS
 from tui_support import SIZE, screen_text, wait_for
@@ -326,3 +327,39 @@ def test_columns_at_80_keep_model_status_percent_eta_and_id_created() -> None:
     assert {"model", "status", "progress", "eta", "id", "created"} <= set(narrow)
     wide = [column.key for column, _ in layout(COLUMNS, 117)]
     assert len(wide) > len(narrow) and sum(width for _, width in layout(COLUMNS, 77)) + len(narrow) - 1 <= 77
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_small_and_usual_terminals_keep_what_matters(service: TrainingService, size: tuple[int, int]) -> None:
+    app = app_for(service)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        assert "● live" in lines[0]  # the header keeps the live state
+        assert "q Quit" in lines[-1] and "? Help" in lines[-1]  # the footer keeps q and ?
+        header = lines[2]
+        for column in ("Model", "Id", "Status", "Progress", "ETA", "Created"):
+            assert column in header, (column, header)
+        for tid, failed in ((RUNNING, False), (FAILED, True)):
+            app.open_detail(tid)
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.tracked,
+                           what="the detail, tracked")
+            await pilot.pause()
+            screen = app.screen
+            log_widget = screen.query_one(LiveLog)
+            assert log_widget.region.height >= 6, (size, tid, log_widget.region)
+            # Long lines (the bar's loss and lr are at its end) are never cut silently.
+            if log_widget.cut_lines:
+                assert "← → longer lines" in str(screen.query_one("#detail-log-title").render())
+            if failed:
+                # The error and traceback use the main column's width, not the side panel's.
+                error = screen.query_one("#detail-error")
+                assert error.display and error.region.width > screen.query_one("#detail-side").region.width
+                assert "CUDA out of memory" in screen_text(app)
+            # Stage labels never run into their durations: one line per stage, within the panel.
+            stages = screen.query_one(StageTimeline)
+            drawn = stages.render().plain.split("\n")
+            assert len(drawn) == len(stages.rows) and all(len(line) <= stages.size.width - 2 for line in drawn)
+            assert stages.region.height == len(stages.rows)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen), what="the list")
