@@ -145,6 +145,8 @@ class DetailScreen(Screen[None]):
         app.trainings_changed.subscribe(self, self.on_changed)  # type: ignore[attr-defined]
         app.ticked.subscribe(self, self.on_tick)  # type: ignore[attr-defined]
         self.refresh_all()
+        # Whether lines are wider than the view is known once they are laid out: say so then.
+        self.watch(log_widget, "virtual_size", lambda _: self.update_log_title(), init=False)
         log_widget.focus()
         self.call_after_refresh(log_widget.scroll_end, animate=False, x_axis=False)
         self.run_worker(self._track(), group="detail-track")
@@ -236,7 +238,9 @@ class DetailScreen(Screen[None]):
         if log_widget.cut_lines:
             title.append("  ← → longer lines", style="bold yellow")
         title.append("  · h: all, / search", style="dim")
-        self.query_one("#detail-log-title", Static).update(title, layout=False)
+        if self._shown.get("#detail-log-title") != title.plain:
+            self._shown["#detail-log-title"] = title.plain
+            self.query_one("#detail-log-title", Static).update(title, layout=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Only the actions that apply to this training now (the footer shows just those)."""

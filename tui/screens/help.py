@@ -35,13 +35,13 @@ def keys_table(screen: Screen) -> Table:
             taken.add(key)
             # Listed even when it does not apply right now (e.g. copy version while running).
             applies = app._check_action_state(binding.action, node) is not False
-            # The screen's own keys first, then its list's or log's, then the app's, Textual's last.
-            rank = (0 if binding.id else 3) + (0 if node is screen else 2 if node is app else 1)
+            rank = 0 if node is screen else 2 if node is app else 1
             keys, ids, _, _, _ = rows.setdefault((id(node), binding.action), ([], [], binding, rank, applies))
             keys.append(app.get_key_display(binding))
             if binding.id:
                 ids.append(binding.id)
-    for keys, ids, binding, _, applies in sorted(rows.values(), key=lambda row: min(row[3], 0 if row[1] else 3)):
+    # Ours (with ids) first: the screen's, then its list's or log's, then the app's; Textual's last.
+    for keys, ids, binding, _, applies in sorted(rows.values(), key=lambda row: (0 if row[1] else 3) + row[3]):
         description = Text(binding.description or binding.action)
         if not applies:
             description.append(" (not now)", style="dim")

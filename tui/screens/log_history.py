@@ -111,14 +111,18 @@ class LogHistoryScreen(Screen[None]):
         note = self._note if note is None else note
         self._note = note
         view = self.query_one(LogFileView)
-        text = Text.assemble(("Full log ", "bold"), (self.training_id, "dim"),
-                             (f"   {view.file.line_count:,} lines", ""))
-        if self.query_text:
-            text.append(f"   search: {self.query_text!r}", style="yellow")
-        if note:
-            text.append(f"   {note}", style="bold")
-        if view.virtual_size.width + 9 > view.scrollable_content_region.width:  # 9: the line numbers
-            text.append("   ← → longer lines", style="bold yellow")
+        wide = view.virtual_size.width + 9 > view.scrollable_content_region.width  # 9: the line numbers
+        for with_id in (True, False):  # a narrow terminal drops the id (it is on the detail screen)
+            text = Text.assemble(("Full log ", "bold"), (self.training_id if with_id else "", "dim"),
+                                 (f"   {view.file.line_count:,} lines", ""))
+            if self.query_text:
+                text.append(f"   search: {self.query_text!r}", style="yellow")
+            if note:
+                text.append(f"   {note}", style="bold")
+            if wide:
+                text.append("   ← → longer lines", style="bold yellow")
+            if text.cell_len <= self.size.width - 2:
+                break
         self.query_one("#history-title", Static).update(text)
 
     def on_resize(self) -> None:
