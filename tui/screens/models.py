@@ -22,11 +22,11 @@ from tui.widgets.training_list import Column, TrainingList
 FILTER_PAUSE = 0.15  # seconds without a key press before the filter applies
 
 # Least important columns go first when the terminal is narrow (`drop`, highest first): at 80
-# columns the list keeps model, id, status, progress, ETA and created.
+# columns the list keeps model, id, status, percent done, ETA and created.
 COLUMNS: tuple[Column, ...] = (
     Column("model", "Model", 18, flex=True, prefer=26), Column("id", "Id", 8, drop=4),
     Column("trainer", "Trainer", 12, drop=6), Column("status", "Status", 12),
-    Column("progress", "Progress", 14), Column("stage", "Stage", 13, drop=7), Column("eta", "ETA", 7),
+    Column("progress", "Progress", 14, narrow=5, narrow_label="Done"), Column("stage", "Stage", 13, drop=7), Column("eta", "ETA", 7),
     Column("elapsed", "Elapsed", 7, drop=8), Column("created", "Created", 11, drop=5),
     Column("updated", "Updated", 8, drop=9),
 )

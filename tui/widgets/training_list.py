@@ -38,36 +38,44 @@ class Column:
     drop: int = 0  # 0: always shown; otherwise the higher, the sooner it goes when space is short
     flex: bool = False  # takes the width the others leave (at least `width`)
     prefer: int = 0  # flex only: columns with drop >= SPARE_FOR_FLEX go so that it gets this wide
+    narrow: int = 0  # a narrower width it can take (then, if still short, for the flex column)
+    narrow_label: str = ""
 
 
 SPARE_FOR_FLEX = 6  # the columns that may go to give the flex column its preferred width
 
 
 def layout(columns: Iterable[Column], width: int, gap: int = 1) -> list[tuple[Column, int]]:
-    """The columns that fit `width` (least important dropped first) and each one's width."""
+    """The columns that fit `width` (least important dropped first, then the flex column given
+    its preferred width: optional columns go, then narrowable ones narrow) and each one's width."""
     kept = list(columns)
-    while True:
-        fixed = sum(c.width for c in kept) + gap * max(0, len(kept) - 1)
-        if fixed <= width or not any(c.drop for c in kept):
-            break
+    sizes = {c.key: c.width for c in kept}
+
+    def fixed() -> int:
+        return sum(sizes[c.key] for c in kept) + gap * max(0, len(kept) - 1)
+
+    while fixed() > width and any(c.drop for c in kept):
         kept.remove(max((c for c in kept if c.drop), key=lambda c: c.drop))
-    flex = [c for c in kept if c.flex]
-    while flex and flex[0].width + max(0, width - fixed) < flex[0].prefer:
+    flex = next((c for c in kept if c.flex), None)
+    while flex is not None and flex.width + max(0, width - fixed()) < flex.prefer:
         optional = [c for c in kept if c.drop >= SPARE_FOR_FLEX]
-        if not optional:
+        narrowable = [c for c in kept if c.narrow and sizes[c.key] > c.narrow]
+        if optional:
+            kept.remove(max(optional, key=lambda c: c.drop))
+        elif narrowable:
+            sizes[narrowable[0].key] = narrowable[0].narrow
+        else:
             break
-        gone = max(optional, key=lambda c: c.drop)
-        kept.remove(gone)
-        fixed -= gone.width + gap
-    spare = max(0, width - fixed)
-    return [(c, c.width + (spare if flex and c is flex[0] else 0)) for c in kept]
+    spare = max(0, width - fixed())
+    return [(c, sizes[c.key] + (spare if c is flex else 0)) for c in kept]
 
 
 Cells = Callable[[dict[str, Any], Mapping[str, int]], Mapping[str, Text]]
 
 
 class TrainingList(ScrollView, can_focus=True):
-    """Rows of trainings, one per id in `ids`, drawn from `records` by the `cells` function."""
+    """Rows of trainings, one per id in `ids`, drawn from `records` by the `cells` function (the
+    Events screen lists its requests with it too: any id → record mapping works)."""
 
     DEFAULT_CSS = """
     TrainingList { height: 1fr; background: $surface; overflow-x: hidden; }
@@ -261,7 +269,8 @@ class TrainingList(ScrollView, can_focus=True):
             style = base + self.get_component_rich_style("training-list--header")
             text = Text(" ")
             for column, size in columns:
-                text.append(column.label[:size].ljust(size) + " ")
+                label = column.narrow_label if size < column.width and column.narrow_label else column.label
+                text.append(label[:size].ljust(size) + " ")
             return Strip(text.render(self.app.console), text.cell_len).adjust_cell_length(width, style).apply_style(style)
         index = self.scroll_offset.y + y - 1
         if index >= len(self.ids):
