@@ -1,5 +1,6 @@
 """Screenshots for the README: the real app in demo mode (simulated Replicate, real webhooks),
-driven like a person would at 120×36, one SVG per screen, written next to this script.
+driven like a person would at 120×36 (and a few views at 80×24), one SVG per screen, written
+next to this script.
 
     uv run python screenshots/make_screenshots.py [--speed 40]
 """
@@ -116,6 +117,23 @@ async def main(speed: float) -> None:
             await pilot.press("escape", "question_mark")
             await shoot(app, pilot, "help")
             await pilot.press("escape")
+            app.action_back_to_models()
+            await pilot.pause(0.3)
+            await pilot.press("e")
+            await shoot(app, pilot, "events")
+            await pilot.press("enter")
+            await shoot(app, pilot, "event-detail")
+            await pilot.press("escape", "escape")
+            # A small terminal: what stays on screen at 80×24.
+            await pilot.resize_terminal(80, 24)
+            app.action_back_to_models()
+            await shoot(app, pilot, "models-80x24")
+            still_running = find(app, lambda v: v.get("status") == "processing")
+            app.open_detail(still_running or running or "")
+            await shoot(app, pilot, "detail-80x24")
+            await pilot.resize_terminal(*SIZE)
+            app.action_back_to_models()
+            await pilot.pause(0.3)
             app.sign_in()
             await shoot(app, pilot, "sign-in")
             await pilot.press("escape")

@@ -18,12 +18,13 @@ from tui.screens.new_training import NewTrainingScreen
 from tui.screens.sign_in import SignInScreen
 from tui.screens.sync import SyncScreen
 from tui.widgets.live_log import LiveLog
+from tui.widgets.training_list import TrainingList
 
 IMAGES = {"input_images": "https://example.com/faces.zip"}
 
 
-def row_keys(table: DataTable) -> list[str]:
-    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+def row_keys(table: TrainingList) -> list[str]:
+    return list(table.ids)
 
 
 async def test_open_detail_on_enter_and_back_on_escape() -> None:
@@ -35,7 +36,7 @@ async def test_open_detail_on_enter_and_back_on_escape() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             assert isinstance(app.screen, ModelsScreen)
-            assert row_keys(app.screen.query_one(DataTable)) == [made["id"]]
+            assert row_keys(app.screen.query_one(TrainingList)) == [made["id"]]
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
             assert app.screen.training_id == made["id"]
@@ -54,21 +55,21 @@ async def test_rows_update_in_place_and_the_cursor_stays() -> None:
         app = env.app()
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            table = app.screen.query_one(DataTable)
-            table.move_cursor(row=row_keys(table).index(first["id"]))
-            before = str(table.get_cell(first["id"], "progress"))
+            table = app.screen.query_one(TrainingList)
+            table.move_cursor(row_keys(table).index(first["id"]))
+            before = table.row_text(first["id"])
 
             async def progressed() -> bool:
                 await env.service.refresh(first["id"])
-                return str(table.get_cell(first["id"], "progress")) != before
+                return table.row_text(first["id"]) != before
 
             await wait_for(pilot, lambda: env.sim.training(first["id"])["status"] == "succeeded", timeout=10,
                            what="the simulated training to finish")
             assert await progressed()
-            assert "100%" in str(table.get_cell(first["id"], "progress"))
+            assert "100%" in table.row_text(first["id"])
             # Same row under the cursor, and no row was added or dropped.
             assert app.screen.current_id() == first["id"]
-            assert table.row_count == 2
+            assert len(table.ids) == 2
 
 
 async def test_sort_and_filter_from_the_keyboard() -> None:
@@ -81,7 +82,7 @@ async def test_sort_and_filter_from_the_keyboard() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             screen = app.screen
-            table = screen.query_one(DataTable)
+            table = screen.query_one(TrainingList)
             newest_first = row_keys(table)
             while screen.sort_name != "newest":
                 await pilot.press("s")
@@ -110,7 +111,7 @@ async def test_finished_trainings_can_be_hidden() -> None:
         app = env.app()
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            table = app.screen.query_one(DataTable)
+            table = app.screen.query_one(TrainingList)
             assert set(row_keys(table)) == {done["id"], running["id"]}
             await pilot.press("f")
             assert row_keys(table) == [running["id"]]
@@ -157,7 +158,7 @@ async def test_retry_asks_first_then_starts_a_new_training() -> None:
             await wait_for(pilot, lambda: len(env.sim.trainings()) == before + 1, what="the new training")
             new = [t for t in env.sim.trainings() if t["id"] != failed["id"]][0]
             assert new["input"] == failed["input"]
-            await wait_for(pilot, lambda: new["id"] in app.screen._rows, what="the new row")
+            await wait_for(pilot, lambda: new["id"] in app.screen.shown, what="the new row")
 
 
 async def test_cancel_asks_first_then_cancels_the_running_training() -> None:
@@ -229,7 +230,13 @@ async def test_live_log_shows_untrusted_text_as_typed_and_history_searches_it() 
             await pilot.press("slash", *"NEEDLE", "enter")
             await pilot.pause()
             assert view.current == 4  # 0-based line of "needle in the log"
-            assert "match on line 5" in screen_text(app)
+            await wait_for(pilot, lambda: "match 1 of 1 (line 5)" in screen_text(app), what="match k of N")
+            await pilot.press("slash", *"l4", "enter")  # l4, l40…l49, l400…l499: 111 lines
+            await wait_for(pilot, lambda: "match 1 of 111 (line" in screen_text(app), what="the count")
+            await pilot.press("n")
+            assert "match 2 of 111 (line" in screen_text(app)
+            await pilot.press("N", "N")
+            assert "match 111 of 111 (line" in screen_text(app)
 
 
 async def test_sign_in_checks_saves_0600_and_carries_on() -> None:

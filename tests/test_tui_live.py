@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable
 
 from core.client import ReplicateClient
 from core.service import TrainingService
@@ -20,7 +19,8 @@ from listener.tunnel import TunnelConfig
 from tui.app import create_app
 from tui.cli.runtime import free_port
 from sample_data import bulk_records
-from tui.screens.models import MAX_ROWS, ModelsScreen
+from tui.screens.models import ModelsScreen
+from tui.widgets.training_list import TrainingList
 from tui_support import FLUX, SIZE, screen_text, simulated, wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -65,15 +65,15 @@ async def test_a_signed_webhook_reaches_the_row_on_screen(tmp_path: Path) -> Non
                 return answer.status_code
 
             assert await send(body("processing", 50), "msg_1") < 300
-            table = app.screen.query_one(DataTable)
-            await wait_for(pilot, lambda: table.row_count == 1, what="the new row")
+            table = app.screen.query_one(TrainingList)
+            await wait_for(pilot, lambda: len(table.ids) == 1, what="the new row")
             tid = "hook0training0000000000000"
-            assert "me/hooked" in str(table.get_cell(tid, "model"))
+            assert "me/hooked" in table.row_text(tid)
             assert "1 received" in screen_text(app) and f"http://127.0.0.1:{port}" in screen_text(app)
-            first = str(table.get_cell(tid, "progress"))
+            first = table.row_text(tid)
             assert await send(body("processing", 150), "msg_2") < 300
-            await wait_for(pilot, lambda: str(table.get_cell(tid, "progress")) != first, what="the row to move")
-            assert "74%" in str(table.get_cell(tid, "progress"))  # 10 + 0.85 × 75 %
+            await wait_for(pilot, lambda: table.row_text(tid) != first, what="the row to move")
+            assert "74%" in table.row_text(tid)  # 10 + 0.85 × 75 %
             done = body("succeeded", 200, output={"version": "me/hooked:" + "a" * 64, "weights": "https://w"},
                         completed_at="2026-11-24T09:30:00Z")
             assert await send(done, "msg_3") < 300
@@ -82,7 +82,7 @@ async def test_a_signed_webhook_reaches_the_row_on_screen(tmp_path: Path) -> Non
             assert ran_with["id"] == tid and ran_with["status"] == "succeeded"
             assert ran_with["output_version"] == "me/hooked:" + "a" * 64
             assert any("me/hooked finished" in message for message, _ in notices)
-            assert "100%" in str(table.get_cell(tid, "progress"))
+            assert "100%" in table.row_text(tid)
     finally:
         await listener.stop()
         await client.aclose()
@@ -131,8 +131,9 @@ def write_store(home: Path, records: list[dict[str, Any]]) -> None:
     (home / DB_FILE).write_text(json.dumps({"trainings": {r["id"]: r for r in records}}))
 
 
-async def test_ten_thousand_trainings_show_a_page_and_the_filter_reaches_the_rest(isolated_home: Path) -> None:
-    write_store(isolated_home, list(bulk_records(10_000)))
+async def test_ten_thousand_trainings_are_all_reachable_and_filter_and_sort(isolated_home: Path) -> None:
+    records = list(bulk_records(10_000))
+    write_store(isolated_home, records)
     store = Store()
     assert len(store) == 10_000
     client = ReplicateClient(token="r8_test", base_url="http://127.0.0.1:9", max_retries=0)
@@ -143,13 +144,23 @@ async def test_ten_thousand_trainings_show_a_page_and_the_filter_reaches_the_res
             await pilot.pause()
             screen = app.screen
             assert isinstance(screen, ModelsScreen)
-            table = screen.query_one(DataTable)
-            assert table.row_count == MAX_ROWS
-            assert f"showing the first {MAX_ROWS}" in screen_text(app)
+            table = screen.query_one(TrainingList)
+            assert len(table.ids) == 10_000 and "10000 trainings" in screen_text(app)
+            # Only the rows on screen were drawn, not 10,000.
+            assert table.drawn < 100  # a screenful or two (a resize redraws), not 10,000
+            # The last one is reachable from the keyboard (G), and is the oldest finished one.
+            await pilot.press("G")
+            await pilot.pause()
+            last = table.ids[-1]
+            assert table.current_id == last and app.records[last]["destination"] in screen_text(app)
+            assert all(app.records[tid]["status"] != "processing" for tid in table.ids[-50:])
+            await pilot.press("g")
+            await pilot.pause()
+            assert table.current_id == table.ids[0] and app.records[table.ids[0]]["status"] == "processing"
             await pilot.press("slash", *"model-9876", "enter")
             await pilot.pause()
-            assert table.row_count == 1
-            assert "user79/model-9876" in str(table.get_cell(table.coordinate_to_cell_key((0, 0)).row_key, "model"))
+            assert len(table.ids) == 1
+            assert "user79/model-9876" in table.row_text(table.ids[0])
     finally:
         await client.aclose()
         store.close()
@@ -216,7 +227,7 @@ async def test_importing_finished_trainings_announces_nothing(tmp_path: Path) ->
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             assert await app.import_all() == 3
-            await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 3, what="the rows")
+            await wait_for(pilot, lambda: app.screen.query_one(TrainingList).ids.__len__() == 3, what="the rows")
             await pilot.pause(0.3)
             assert notices == ["Imported 3 trainings from your account."]
             assert not marker.exists()

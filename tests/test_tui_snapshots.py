@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,3 +138,102 @@ def test_the_sync_answer_is_what_the_screen_compares_with() -> None:
         assert [r["id"] for r in json.loads(response.read())["results"]] == [NEVER_IMPORTED["id"]]
     finally:
         store.close()
+
+
+# ----- small terminals: 80×24 -------------------------------------------------------------------
+SMALL = (80, 24)
+
+
+def test_models_screen_80x24(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, terminal_size=SMALL)
+
+
+def test_detail_of_a_running_training_80x24(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down", "down", "enter"], terminal_size=SMALL)
+
+
+def test_detail_of_a_failed_training_80x24(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["down", "down", "down", "down", "enter"], terminal_size=SMALL)
+
+
+def test_help_screen_80x24(snap_compare: Any, app: ReplitrackApp) -> None:
+    assert snap_compare(app, press=["question_mark"], terminal_size=SMALL)
+
+
+# ----- the webhook inspector --------------------------------------------------------------------
+class RecordedListener:
+    """The listener as the app sees it (status, event log, subscribe), with the real EventLog and
+    ListenerStatus but fixed times, URLs and ports, so that the snapshot is the same every run
+    (the behaviour through the real listener is tested in test_tui_events.py)."""
+
+    def __init__(self, directory: Path) -> None:
+        from listener.events import EventLog
+        from listener.service import ListenerStatus
+
+        self.events = EventLog(directory)
+        self.receiver = None
+        self.status = ListenerStatus(
+            tunnel="up", public_url="https://quiet-otter-42.ngrok-free.app",
+            webhook_url="https://quiet-otter-42.ngrok-free.app/webhooks/replicate",
+            local_url="http://127.0.0.1:8790", accepted=3, rejected=1, last_webhook_at="2026-11-24T08:59:58Z",
+            secret="fetched from the API (GET /v1/webhooks/default/secret)")
+
+    def subscribe(self, callback: Any) -> Any:
+        return self.events.subscribe(callback)
+
+
+def record_events(listener: RecordedListener) -> None:
+    from listener.events import EventRecord
+
+    body = json.dumps({"id": "s9kt3vhcgnrm80ck8kg9n2ajzw", "status": "processing", "model": "ostris/flux-dev-lora-trainer",
+                       "input": {"steps": 1000}, "logs": "flux_train_replicate:  68%|██████▊   | 684/1000\n",
+                       "output": None, "error": None}).encode()
+    headers = {"content-type": "application/json", "webhook-id": "msg_2c9Vn", "webhook-timestamp": "1795856398",
+               "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=", "user-agent": "Replicate-Webhooks/1.0"}
+    rows = [
+        ("08:58:01", "accepted", "created", 200, "tc2m6p0fx5rm80ck8khbx8wvh8", "start", 3.1),
+        ("08:58:40", "accepted", "updated", 200, "s9kt3vhcgnrm80ck8kg9n2ajzw", "logs", 12.4),
+        ("08:59:02", "duplicate", "duplicate", 200, "s9kt3vhcgnrm80ck8kg9n2ajzw", "logs", 1.2),
+        ("08:59:30", "rejected", "bad_signature", 401, None, None, 0.4),
+        ("08:59:58", "accepted", "updated", 200, "s9kt3vhcgnrm80ck8kg9n2ajzw", "logs", 9.8),
+    ]
+    import asyncio
+
+    async def add_all() -> None:
+        for index, (at, verdict, reason, status, tid, event, took) in enumerate(rows):
+            record = EventRecord(id=f"ev{index + 1:08d}", received_at=f"2026-11-24T{at}Z", method="POST",
+                                 path="/webhooks/replicate", verdict=verdict, reason=reason, http_status=status,
+                                 headers=headers, training_id=tid, event=event, webhook_id=headers["webhook-id"],
+                                 status="processing" if tid else None, progress=68.4 if tid else None,
+                                 duration_ms=took, response={"detail": "no valid signature: signed with another "
+                                                             "secret?"} if verdict == "rejected" else {})
+            await listener.events.add(record, body if verdict != "rejected" else b'{"id": "forged"}')
+
+    asyncio.run(add_all())
+
+
+@pytest.fixture
+def events_app(tmp_path: Path) -> Iterator[ReplitrackApp]:
+    store = Store()
+    clock = SampleClock()
+    client = ReplicateClient(token="r8_snapshot", base_url="http://replicate.test",
+                             transport=replicate_answers(store), max_retries=0)
+    service = TrainingService(store, client, clock=clock)
+    populate(service.updater, clock)
+    listener = RecordedListener(tmp_path / "events")
+    record_events(listener)
+    yield create_app(service, listener=listener, clock=lambda: T0, poll=False, tick=False)
+    listener.events.close()
+    store.close()
+
+
+def test_events_screen(snap_compare: Any, events_app: ReplitrackApp) -> None:
+    assert snap_compare(events_app, press=["e"], terminal_size=SIZE)
+
+
+def test_events_screen_80x24(snap_compare: Any, events_app: ReplitrackApp) -> None:
+    assert snap_compare(events_app, press=["e"], terminal_size=SMALL)
+
+
+def test_event_detail(snap_compare: Any, events_app: ReplitrackApp) -> None:
+    assert snap_compare(events_app, press=["e", "enter"], terminal_size=SIZE)

@@ -30,11 +30,11 @@ from core.observers import Observers
 from core.service import TrainingService
 from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
-from listener.tunnel import TunnelState
 from tui.format import use_theme
 from tui.hooks import run_hook
+from tui.inspector import Inspector
 from tui.screens.models import ModelsScreen
-from tui.widgets.status_line import Connection
+from tui.widgets.status_line import Connection, tunnel_note
 
 log = logging.getLogger(__name__)
 ERROR_REPEAT = 60.0  # seconds before the same kind of polling error is shown again
@@ -45,6 +45,13 @@ class TrainingsChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, TrainingsChanged)
+
+
+class WebhookEventsChanged(Message):
+    """The listener recorded a request. A newer one supersedes a queued one."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, WebhookEventsChanged)
 
 
 class ReplitrackApp(App[int]):
@@ -86,6 +93,7 @@ class ReplitrackApp(App[int]):
         self.tick_enabled = tick
         self.start_listener = start_listener
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
+        self.booting = boot is not None  # until the boot has run: the header says "starting", not "no listener"
         self.listener_factory = listener_factory  # builds the listener after the first paint
         self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
         self.records: dict[str, dict[str, Any]] = {}  # training id → its record, live figures merged
@@ -93,13 +101,13 @@ class ReplitrackApp(App[int]):
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
         self.connection_changed: Signal[None] = Signal(self, "connection-changed")
         self.ticked: Signal[datetime] = Signal(self, "tick")
+        self.inspector = Inspector(lambda: self.listener)  # the screens' view of the listener
+        self.webhook_events: Signal[None] = Signal(self, "webhook-events")
         self.hook_tasks: set[asyncio.Task[int]] = set()
         self._dirty: set[str] = set()
         self._pending_logs: dict[str, list[str]] = {}
         self._ended: list[str] = []
         self._unsubscribe: Callable[[], None] | None = None
-        self._watched_listener: Any = None
-        self._unwatch_listener: Callable[[], None] | None = None
         self._last_error: str | None = None
         self._told: dict[str, float] = {}  # error kind → when it was last shown
         from tui import terminal_images
@@ -116,6 +124,7 @@ class ReplitrackApp(App[int]):
         self._unsubscribe = self.service.updater.subscribe(self._on_update)
         for notice in self.store.notices:
             self.notify(notice, title="Store", severity="warning", markup=False, timeout=15)
+        self._apply_keymap()
         self._refresh_listener_state()
         if self.tick_enabled:
             self.set_interval(1.0, self._tick)
@@ -128,11 +137,35 @@ class ReplitrackApp(App[int]):
         # (aiohttp, the simulator) and would hold the window blank meanwhile.
         self.call_after_refresh(self._after_first_paint)
 
+    def _apply_keymap(self) -> None:
+        """The config file's "keymap" (binding id → keys; `?` shows the ids)."""
+        from core import config
+        from tui.keymap import read_keymap
+
+        self.keymap_file = config.config_path()
+        keymap, problems = read_keymap(self.keymap_file)
+        if keymap:
+            self.set_keymap(keymap)
+        for problem in problems:
+            self.notify(problem, title="Keymap", severity="warning", markup=False, timeout=15)
+
+    def _check_keymap(self) -> None:
+        from tui.keymap import app_binding_ids
+
+        known = app_binding_ids(type(self))
+        unknown = sorted(set(self._keymap) - known)
+        if unknown:
+            self.notify(f"keymap in {self.keymap_file}: no binding has the id {', '.join(unknown)} "
+                        "(press ? on a screen to see its ids)", title="Keymap", severity="warning",
+                        markup=False, timeout=15)
+
     def _after_first_paint(self) -> None:
         # What exists now (modules, Textual's machinery, the first screen) lives as long as the
         # app: move it out of the garbage collector's way, so that a full collection, which
         # otherwise walks all of it, does not stall a frame (measured: tens of ms each). Collect
         # first, so that no garbage is frozen with it.
+        if self._keymap:
+            self._check_keymap()
         gc.collect()
         gc.freeze()
         if self.boot is not None:
@@ -154,6 +187,7 @@ class ReplitrackApp(App[int]):
             self.report(error)
         finally:
             self.connection.importing = None
+            self.booting = False
             self._refresh_listener_state()
         if self.needs_sign_in:
             self.sign_in(then=self.start_background)
@@ -163,8 +197,7 @@ class ReplitrackApp(App[int]):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
-        if self._unwatch_listener:
-            self._unwatch_listener()
+        self.inspector.detach()
 
     def start_background(self) -> None:
         """Polling (and the first import) once there is a token to use."""
@@ -249,6 +282,10 @@ class ReplitrackApp(App[int]):
         for tid in ended:
             self._announce_end(self.records[tid])
 
+    def on_webhook_events_changed(self, _: WebhookEventsChanged) -> None:
+        self._refresh_listener_state()  # the header's count moves with every recorded request
+        self.webhook_events.publish(None)
+
     def _announce_end(self, view: dict[str, Any]) -> None:
         name = view.get("destination") or view.get("id")
         status = str(view.get("status"))
@@ -297,18 +334,15 @@ class ReplitrackApp(App[int]):
     # ----- listener, polling and errors --------------------------------------------------------
     def _refresh_listener_state(self) -> None:
         listener = self.listener
-        if listener is not None and listener is not self._watched_listener:
-            # Every request it records moves the count at once (it runs in this event loop).
-            self._unwatch_listener = listener.subscribe(lambda _: self.call_later(self._refresh_listener_state))
-            self._watched_listener = listener
         if listener is None:
-            starting = self.boot is not None and self.connection.importing or self.listener_factory
+            starting = self.booting or self.listener_factory
             self.connection.public_url = None
             self.connection.listener_error = "tunnel starting…" if starting else "no listener"
         else:
+            self.inspector.attach(lambda _: self.post_message(WebhookEventsChanged()))
             status = listener.status
             self.connection.public_url = status.public_url
-            self.connection.listener_error = None if status.tunnel_up else _tunnel_note(status)
+            self.connection.listener_error = None if status.tunnel_up else tunnel_note(status.tunnel_state, status.tunnel_reason)
             self.connection.webhooks = status.accepted  # the one count: what the listener accepted
         self.connection_changed.publish(None)  # also moves "last update N ago" on
 
@@ -459,6 +493,12 @@ class ReplitrackApp(App[int]):
         if not isinstance(self.screen, SyncScreen):
             self.push_screen(SyncScreen())
 
+    def action_open_events(self) -> None:
+        from tui.screens.events import EventsScreen
+
+        if not isinstance(self.screen, EventsScreen):
+            self.push_screen(EventsScreen())
+
     def action_new_training(self) -> None:
         from tui.screens.new_training import NewTrainingScreen  # loaded when first shown, for start-up time
 
@@ -476,6 +516,10 @@ class ReplitrackApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Sync", "Trainings that differ from Replicate: sync, retry, cancel", self.action_open_sync)
+        yield SystemCommand("Webhook events", "Every request the listener received, its verdict; replay",
+                            self.action_open_events)
+        yield SystemCommand("Listener state", "Tunnel URL, why it is down, secret source, counts",
+                            self.action_open_events)
         yield SystemCommand("New training", "Start a training on Replicate", self.action_new_training)
         yield SystemCommand("Import all trainings", "Fetch every training of the account",
                             lambda: self.run_action_safely(self.import_all(), name="import"))
@@ -484,13 +528,6 @@ class ReplitrackApp(App[int]):
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
-
-
-def _tunnel_note(status: Any) -> str:
-    """Why webhooks cannot reach us, from the listener's status, in a few words."""
-    if status.tunnel_state is TunnelState.DOWN:
-        return f"tunnel down: {status.tunnel_reason}"
-    return "tunnel starting…" if status.tunnel_state is TunnelState.STARTING else "tunnel off"
 
 
 def create_app(service: TrainingService, **options: Any) -> ReplitrackApp:

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.screen import Screen
+from tui.base import ReplitrackScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
@@ -53,7 +53,7 @@ class OverlayChart(Widget):
                     empty="no loss reported yet by any of these runs")
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(ReplitrackScreen[None]):
     DEFAULT_CSS = """
     CompareScreen #compare-title { height: 1; padding: 0 1; margin-top: 1; }
     CompareScreen #compare-chart { height: 1fr; padding: 0 1; }
@@ -80,7 +80,7 @@ class CompareScreen(Screen[None]):
 
     async def _track(self) -> None:
         """Parse each run's stored log once (its tracker), off the UI loop; then draw the curves."""
-        updater = self.app.service.updater  # type: ignore[attr-defined]
+        updater = self.app.service.updater
         for tid in self.training_ids:
             await asyncio.to_thread(updater.tracker, tid)
         self.tracked = True

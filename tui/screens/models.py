@@ -10,25 +10,26 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Input, Static
 
-from core.models import Status
 from tui.base import ReplitrackScreen
-from tui.format import ago_short, duration, elapsed_seconds, eta_text, progress_cell, safe, status_text
+from tui.format import ago_short, duration, elapsed_seconds, eta_text, percent, progress_cell, safe, status_text
 from tui.widgets.progress import stage_label
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine
+from tui.widgets.training_list import Column, TrainingList
 
-# Beyond this many rows DataTable building blocks the UI (≈ 0.2 s per 1,000 rows): show the
-# first rows of the current order and say how many more the filter hides.
-MAX_ROWS = 200
 FILTER_PAUSE = 0.15  # seconds without a key press before the filter applies
 
-COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("model", "Model", 25), ("trainer", "Trainer", 15), ("status", "Status", 12),
-    ("progress", "Progress", 16), ("stage", "Stage", 13), ("eta", "ETA", 7),
-    ("elapsed", "Elapsed", 7), ("updated", "Updated", 8),
+# Least important columns go first when the terminal is narrow (`drop`, highest first): at 80
+# columns the list keeps model, id, status, percent done, ETA and created.
+COLUMNS: tuple[Column, ...] = (
+    Column("model", "Model", 18, flex=True, prefer=26), Column("id", "Id", 8, drop=4),
+    Column("trainer", "Trainer", 12, drop=6), Column("status", "Status", 12),
+    Column("progress", "Progress", 14, narrow=5, narrow_label="Done"), Column("stage", "Stage", 13, drop=7), Column("eta", "ETA", 7),
+    Column("elapsed", "Elapsed", 7, drop=8), Column("created", "Created", 11, drop=5),
+    Column("updated", "Updated", 8, drop=9),
 )
-TICKING = ("eta", "elapsed", "updated")
 
 
 def _created(view: dict[str, Any]) -> str:
@@ -46,7 +47,8 @@ def finished(view: dict[str, Any]) -> bool:
 
 # name → (label, key function, reverse)
 SORTS: dict[str, tuple[str, Callable[[dict[str, Any]], Any], bool]] = {
-    "active": ("active first", lambda v: (not finished(v), _created(v)), True),
+    # Inlined, not via finished()/_created(): the first paint sorts 10,000 of them.
+    "active": ("active first", lambda v: (v.get("status") not in FINISHED, v.get("created_at") or ""), True),
     "newest": ("newest", _created, True),
     "progress": ("progress", lambda v: float(v.get("overall_percent") or 0), True),
     "model": ("model", lambda v: str(v.get("destination") or "").lower(), False),
@@ -70,17 +72,65 @@ def matches(view: dict[str, Any], needle: str, hay: str | None = None) -> bool:
     return all(word in hay for word in needle.lower().split())
 
 
+def created_text(view: dict[str, Any]) -> str:
+    """`11-24 09:00` (UTC, as stored): tells three runs of one model apart."""
+    created = _created(view)
+    return created[5:16].replace("T", " ") if len(created) >= 16 else "–"
+
+
+def model_text(view: dict[str, Any]) -> Text:
+    """The destination; an imported training without one shows its trainer, never a cut id."""
+    if view.get("destination"):
+        return safe(view["destination"])
+    trainer = str(view.get("trainer") or "").rsplit("/", 1)[-1]
+    return Text.assemble(("→ ", "dim"), safe(trainer or "unknown trainer")) if trainer else Text("–")
+
+
+def cells(view: dict[str, Any], widths: Any, now: datetime) -> dict[str, Text]:
+    """How one training reads in the list, for the columns that fit (`widths`)."""
+    out: dict[str, Text] = {}
+    for key in widths:
+        if key == "model":
+            out[key] = model_text(view)
+        elif key == "id":
+            out[key] = Text(str(view.get("id") or "")[:8], style="dim")
+        elif key == "trainer":
+            # The trainer's name says which it is; its owner only takes room (full name in detail).
+            out[key] = safe(str(view.get("trainer") or "").rsplit("/", 1)[-1] or "–")
+        elif key == "status":
+            out[key] = status_text(view.get("status"))
+        elif key == "progress":
+            width = widths[key]
+            out[key] = progress_cell(view, width - 5) if width >= 10 else Text(
+                percent(float(view.get("overall_percent") or 0)))
+        elif key == "stage":
+            out[key] = safe(stage_label(view.get("stage")))
+        elif key == "eta":
+            out[key] = Text(eta_text(view, now))
+        elif key == "elapsed":
+            out[key] = Text(duration(elapsed_seconds(view, now)))
+        elif key == "created":
+            out[key] = Text(created_text(view), style="dim")
+        elif key == "updated":
+            # A finished training's last news is its completion, not when we happened to import it.
+            out[key] = Text(ago_short(view.get("completed_at") or view.get("updated_at"), now), style="dim")
+    return out
+
+
 class ModelsScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("enter", "open", "Open", id="models.open"),
         Binding("slash", "filter", "Filter", key_display="/", id="models.filter"),
         Binding("s", "sort", "Sort", id="models.sort"),
         Binding("f", "toggle_finished", "Finished", id="models.finished"),
+        Binding("e", "app.open_events", "Events", id="models.events"),
         Binding("y", "app.open_sync", "Sync", id="models.sync"),
         Binding("n", "app.new_training", "New", id="models.new"),
         Binding("r", "retry", "Retry", id="models.retry"),
         Binding("x", "cancel", "Cancel", id="models.cancel"),
         Binding("o", "open_web", "Web", id="models.web"),
+        Binding("space", "mark", "Mark", show=False, id="models.mark"),
+        Binding("C", "compare", "Compare marked", key_display="C", show=False, id="models.compare"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="models.clear"),
     ]
 
@@ -89,126 +139,131 @@ class ModelsScreen(ReplitrackScreen[None]):
         self.sort_name = "active"
         self.show_finished = True
         self.needle = ""
-        self.shown: list[str] = []
-        self._rows: set[str] = set()
+        self._keys: dict[str, Any] = {}  # training id → its sort key, for the rows listed
         self._stale: set[str] = set()  # changed while another screen was on top
         self._finished_ago: dict[str, str] = {}  # the "updated" text last shown for finished rows
         self._hay: dict[str, str] = {}  # training id → what the filter searches, lowercased
         self._filter_timer: Any = None
+        self._caption = ""
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
         yield Static(id="models-caption")
-        table: DataTable[Any] = DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield TrainingList(COLUMNS, self._cells, id="models-table")
         yield Input(placeholder="filter: model, trainer, id, status… (enter to apply, esc to clear)",
                     id="models-filter", classes="hidden")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
         self.rebuild()
         self.app.trainings_changed.subscribe(self, self.on_changed)
         self.app.ticked.subscribe(self, self.on_tick)
-        table.focus()
+        self.app.connection_changed.subscribe(self, self._connection_changed)
+        self.table.focus()
 
     # ----- rows --------------------------------------------------------------------------------
+    @property
+    def table(self) -> TrainingList:
+        return self.query_one(TrainingList)
+
     @property
     def records(self) -> dict[str, dict[str, Any]]:
         return self.app.records
 
-    def visible(self) -> list[str]:
-        label, key, reverse = SORTS[self.sort_name]
-        hay = self._hay
-        needle = self.needle
-        views = []
-        for tid, view in self.records.items():
-            if not self.show_finished and finished(view):
-                continue
-            if needle:
-                if tid not in hay:
-                    hay[tid] = haystack(view)
-                if not matches(view, needle, hay[tid]):
-                    continue
-            views.append(view)
-        views.sort(key=key, reverse=reverse)
-        return [v["id"] for v in views]
+    @property
+    def shown(self) -> list[str]:
+        """The training ids listed, in order (all of them: the list draws only what is on screen)."""
+        return self.table.ids
 
-    def cells(self, view: dict[str, Any], now: datetime) -> dict[str, Any]:
-        return {
-            "model": short(view.get("destination") or view.get("id"), 25),
-            # The trainer's name says which it is; its owner only takes room (full name in detail).
-            "trainer": short(str(view.get("trainer") or "").rsplit("/", 1)[-1], 15),
-            "status": status_text(view.get("status")),
-            "progress": progress_cell(view, 10),
-            "stage": short(stage_label(view.get("stage")), 13),
-            "eta": Text(eta_text(view, now)),
-            "elapsed": Text(duration(elapsed_seconds(view, now))),
-            # A finished training's last news is its completion, not when we happened to import it.
-            "updated": Text(ago_short(view.get("completed_at") or view.get("updated_at"), now), style="dim"),
-        }
+    @property
+    def marked_ids(self) -> list[str]:
+        """The marked trainings (space), in list order: what `C` compares."""
+        marked = self.table.marked
+        return [tid for tid in self.table.ids if tid in marked] + sorted(marked - set(self.table.ids))
+
+    def _cells(self, view: dict[str, Any], widths: Any) -> dict[str, Text]:
+        return cells(view, widths, self.app.clock())
+
+    def listed(self, view: dict[str, Any]) -> bool:
+        if not self.show_finished and finished(view):
+            return False
+        if self.needle:
+            tid = view["id"]
+            if tid not in self._hay:
+                self._hay[tid] = haystack(view)
+            return matches(view, self.needle, self._hay[tid])
+        return True
+
+    def visible(self) -> list[str]:
+        _, key, reverse = SORTS[self.sort_name]
+        if self.show_finished and not self.needle:  # everything is listed: no test per record
+            self._keys = {tid: key(view) for tid, view in self.records.items()}
+        else:
+            self._keys = {tid: key(view) for tid, view in self.records.items() if self.listed(view)}
+        return sorted(self._keys, key=self._keys.__getitem__, reverse=reverse)
 
     def rebuild(self) -> None:
-        """Rebuild the rows (sort, filter, new trainings); the cursor stays on its training."""
-        table = self.query_one(DataTable)
-        current = self.current_id()
-        ids = self.visible()
-        self.shown = ids[:MAX_ROWS]
-        now = self.app.clock()
-        table.clear()
-        for tid in self.shown:  # the row key is the training id
-            table.add_row(*self.cells(self.records[tid], now).values(), key=tid)
-        self._rows = set(self.shown)
-        if current in self._rows:
-            table.move_cursor(row=table.get_row_index(current), animate=False)
-        self.update_caption(len(ids))
+        """Sort and filter all the trainings again; the cursor stays on its training."""
+        self.table.set_rows(self.visible(), self.records)
+        self.update_caption()
 
-    def update_caption(self, total: int) -> None:
+    def loading(self) -> bool:
+        """The store is read but the first news (boot, import, listener) is still on its way."""
+        connection = self.app.connection
+        return not self.records and (connection.importing is not None or connection.listener_error == "starting")
+
+    def update_caption(self) -> None:
+        total = len(self.table.ids)
         parts = [f"{total} training{'s' if total != 1 else ''}"]
-        if total > len(self.shown):
-            parts.append(f"showing the first {len(self.shown)} (filter with / to narrow)")
         parts.append(f"sorted by {SORTS[self.sort_name][0]}")
         parts.append("finished shown" if self.show_finished else "active only")
         if self.needle:
             parts.append(f"filter: {self.needle}")
+        if self.table.marked:
+            parts.append(f"{len(self.table.marked)} marked (C compares)")
         if not self.records:
-            parts = ["No trainings yet. Press n to start one, or ctrl+p → Import all trainings."]
-        self.query_one("#models-caption", Static).update(Text("  ·  ".join(parts), style="dim"))
+            parts = (["loading…"] if self.loading() else
+                     ["No trainings yet. Press n to start one, or ctrl+p → Import all trainings."])
+        caption = "  ·  ".join(parts)
+        if caption != self._caption:
+            self._caption = caption
+            self.query_one("#models-caption", Static).update(Text(caption, style="dim"))
+
+    def _connection_changed(self, _: object) -> None:
+        if not self.records and self.is_current:
+            self.update_caption()  # "loading…" becomes "No trainings yet" once nothing is coming
 
     def current_id(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:  # the cursor is past the rows a filter left
-            return None
-        return row_key.value
+        return self.table.current_id
 
     def on_changed(self, changed: frozenset[str]) -> None:
         if not self.is_current:
-            # Under another screen, updating cells would repaint that screen too (Textual
+            # Under another screen, redrawing rows would repaint that screen too (Textual
             # composites background screens): note what changed, apply it on return.
             self._stale |= changed
             return
-        table = self.query_one(DataTable)
-        now = self.app.clock()
-        missing = False
+        _, key, reverse = SORTS[self.sort_name]
+        keys, table = self._keys, self.table
+        reorder = False
         for tid in changed:
             self._hay.pop(tid, None)
             view = self.records.get(tid)
             if view is None:
                 continue
-            if tid not in self._rows:
-                missing = missing or (matches(view, self.needle) and (
-                    self.show_finished or not Status.parse(view.get("status")).terminal))
+            if not self.listed(view):
+                if keys.pop(tid, None) is not None:
+                    reorder = True  # it left the list (finished while "active only", …)
                 continue
-            for column, value in self.cells(view, now).items():
-                table.update_cell(tid, column, value)
-        if missing:
-            self.rebuild()  # a training we had not seen: place it where the sort says
+            new = key(view)
+            if keys.get(tid, _MISSING) != new:
+                keys[tid] = new  # a new row, or one whose place changed (it ended, it moved on)
+                reorder = True
+        if reorder:
+            # Timsort on an almost sorted list is about linear: live re-sort stays cheap at 10,000.
+            table.set_rows(sorted(keys, key=keys.__getitem__, reverse=reverse), self.records)
+            self.update_caption()
+        else:
+            table.changed(changed)
 
     def on_screen_resume(self) -> None:
         self.query_one(StatusLine).refresh()
@@ -219,27 +274,24 @@ class ModelsScreen(ReplitrackScreen[None]):
     def on_tick(self, now: datetime) -> None:
         if not self.is_current:
             return
-        table = self.query_one(DataTable)
-        for tid in self._rows:
+        moved = []
+        for tid in self.table.visible_ids():  # only rows on screen cost anything to redraw
             view = self.records.get(tid)
             if view is None:
                 continue
-            if not Status.parse(view.get("status")).terminal:
-                cells = self.cells(view, now)
-                for column in TICKING:
-                    table.update_cell(tid, column, cells[column])
-            else:  # only "2m ago" moves, and only now and then: touch the cell when its text does
+            if not finished(view):
+                moved.append(tid)
+            else:  # only "2m ago" moves, and only now and then: redraw when its text does
                 ago = ago_short(view.get("completed_at") or view.get("updated_at"), now)
                 if self._finished_ago.get(tid) != ago:
                     self._finished_ago[tid] = ago
-                    table.update_cell(tid, "updated", Text(ago, style="dim"))
+                    moved.append(tid)
+        self.table.touch(moved)
 
     # ----- actions -----------------------------------------------------------------------------
-    @on(DataTable.RowSelected, "#models-table")
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        tid = event.row_key.value
-        if tid:
-            self.app.open_detail(tid)
+    @on(TrainingList.Selected, "#models-table")
+    def _selected(self, event: TrainingList.Selected) -> None:
+        self.app.open_detail(event.training_id)
 
     def action_open(self) -> None:
         if tid := self.current_id():
@@ -255,6 +307,19 @@ class ModelsScreen(ReplitrackScreen[None]):
         self.show_finished = not self.show_finished
         self.rebuild()
 
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+        self.table.action_cursor_down()
+        self.update_caption()
+
+    def action_compare(self) -> None:
+        ids = self.marked_ids or ([self.current_id()] if self.current_id() else [])
+        if len(ids) < 2:
+            self.notify("Mark two or more trainings with space, then press C to compare them.",
+                        severity="warning", markup=False)
+        else:
+            self.app.open_compare(ids)
+
     def action_filter(self) -> None:
         box = self.query_one("#models-filter", Input)
         box.remove_class("hidden")
@@ -265,7 +330,7 @@ class ModelsScreen(ReplitrackScreen[None]):
         box.value, self.needle = "", ""
         box.add_class("hidden")
         self.rebuild()
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
     @on(Input.Changed, "#models-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -285,7 +350,7 @@ class ModelsScreen(ReplitrackScreen[None]):
         self.rebuild()
         if not event.value.strip():
             event.input.add_class("hidden")
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
     def action_retry(self) -> None:
         if tid := self.current_id():
@@ -304,6 +369,11 @@ class ModelsScreen(ReplitrackScreen[None]):
         yield SystemCommand("Filter", "Filter trainings by model, trainer, id or status", self.action_filter)
         yield SystemCommand("Sort", "Cycle the sort order", self.action_sort)
         yield SystemCommand("Show or hide finished", "Toggle finished trainings", self.action_toggle_finished)
+        yield SystemCommand("Mark training", "Mark or unmark the selected training (space)", self.action_mark)
+        yield SystemCommand("Compare marked", "Compare the marked trainings (C)", self.action_compare)
         yield SystemCommand("Retry training", "Retry the selected training (asks first)", self.action_retry)
         yield SystemCommand("Cancel training", "Cancel the selected training (asks first)", self.action_cancel)
         yield SystemCommand("Open on Replicate", "Open the selected training's web page", self.action_open_web)
+
+
+_MISSING = object()

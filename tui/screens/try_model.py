@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
+from tui.base import ReplitrackScreen
 from textual.widgets import Footer, Input, Label, Log, ProgressBar, Static
 
 from core.errors import ReplitrackError
@@ -45,7 +45,7 @@ def denoise_fraction(log: str, steps: int, outputs: int) -> float | None:
     return min(1.0, (finished * steps + found[-1]) / (steps * max(1, outputs)))
 
 
-class TryScreen(Screen[None]):
+class TryScreen(ReplitrackScreen[None]):
     DEFAULT_CSS = """
     TryScreen #try-title { height: 1; padding: 0 1; margin-top: 1; }
     TryScreen #try-body { height: 1fr; }
@@ -102,7 +102,7 @@ class TryScreen(Screen[None]):
     def on_mount(self) -> None:
         from core.predictions import prompt_for
 
-        record = self.app.store.get(self.training_id) or {"id": self.training_id}  # type: ignore[attr-defined]
+        record = self.app.store.get(self.training_id) or {"id": self.training_id}
         version = str(record.get("output_version") or "").rpartition(":")[2]
         title = Text.assemble(("Try ", "bold"), (str(record.get("destination") or "?"), "bold"),
                               (f"   version {version[:12]}…" if version else "   no trained version", "dim"),
@@ -174,7 +174,7 @@ class TryScreen(Screen[None]):
 
     async def _run(self, given: dict[str, Any]) -> None:
         tryer = self._tryer()
-        record = self.app.store.get(self.training_id) or {}  # type: ignore[attr-defined]
+        record = self.app.store.get(self.training_id) or {}
         log = self.query_one("#try-log", Log)
         log.clear()
         self._log_shown = 0
@@ -205,7 +205,7 @@ class TryScreen(Screen[None]):
 
     def _progress(self, child: dict[str, Any]) -> None:
         """Called by the follower with the stored prediction after every change."""
-        text = self.app.store.read_log(child["id"])  # type: ignore[attr-defined]
+        text = self.app.store.read_log(child["id"])
         if len(text) > self._log_shown:
             self.query_one("#try-log", Log).write(terminal_safe(text[self._log_shown:]))
             self._log_shown = len(text)
@@ -220,12 +220,12 @@ class TryScreen(Screen[None]):
         if not self.running:
             return
         pid = self.running
-        self.run_worker(self.app.guarded(self._tryer().cancel(pid)), group="try-cancel",  # type: ignore[attr-defined]
+        self.run_worker(self.app.guarded(self._tryer().cancel(pid)), group="try-cancel",
                         exit_on_error=False)
 
     # ----- the gallery ---------------------------------------------------------------------------
     def tries(self) -> list[dict[str, Any]]:
-        return self.app.service.updater.predictions.predictions(self.training_id)  # type: ignore[attr-defined]
+        return self.app.service.updater.predictions.predictions(self.training_id)
 
     def current(self) -> dict[str, Any] | None:
         tries = self.tries()
@@ -238,7 +238,7 @@ class TryScreen(Screen[None]):
         child = self.current()
         if child is None or not child.get("files"):
             return None
-        return self.app.store.home / str(child["files"][0])  # type: ignore[attr-defined, no-any-return]
+        return self.app.store.home / str(child["files"][0])
 
     def show_gallery(self) -> None:
         from core.predictions import output_text
@@ -268,7 +268,7 @@ class TryScreen(Screen[None]):
         if not self.running:  # the log of the try on show (a running one streams its own)
             log = self.query_one("#try-log", Log)
             log.clear()
-            log.write(terminal_safe(self.app.store.read_log(child["id"])))  # type: ignore[attr-defined]
+            log.write(terminal_safe(self.app.store.read_log(child["id"])))
         message: Text | None = None
         picture: Path | None = None
         if Status.parse(child.get("status")) is Status.FAILED or child.get("error"):
@@ -309,7 +309,7 @@ class TryScreen(Screen[None]):
 
     def action_copy_path(self) -> None:
         path = self.current_file()
-        self.app.copy("file path", str(path) if path else None)  # type: ignore[attr-defined]
+        self.app.copy("file path", str(path) if path else None)
 
     def set_state(self, text: Text) -> None:
         self.query_one("#try-state", Static).update(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from textual.binding import Binding
 from textual.widgets import Log
 
 FLUSH_EVERY = 0.1  # seconds
@@ -22,7 +23,15 @@ def split_lines(text: str) -> list[str]:
 
 
 class LiveLog(Log):
-    """A `Log` fed with raw chunks of the cumulative log; it keeps the unfinished last line aside."""
+    """A `Log` fed with raw chunks of the cumulative log; it keeps the unfinished last line aside.
+    Lines are never cut: longer ones scroll sideways (←/→), and `cut_lines` says there are some."""
+
+    BINDINGS = [
+        Binding("j", "scroll_down", "Down", show=False, id="log.down"),
+        Binding("k", "scroll_up", "Up", show=False, id="log.up"),
+        Binding("g", "scroll_home", "Top", show=False, id="log.top"),
+        Binding("G", "scroll_end", "End", show=False, key_display="G", id="log.end"),
+    ]
 
     def __init__(self, *, max_lines: int = TAIL_LINES, id: str | None = None) -> None:
         # highlight=False: a log is shown exactly as the trainer printed it (never markup).
@@ -62,6 +71,11 @@ class LiveLog(Log):
             self.write_lines(lines, scroll_end=False)
             if self.auto_scroll:
                 self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    @property
+    def cut_lines(self) -> bool:
+        """Some line is wider than the view (the rest is one ← → away)."""
+        return self.virtual_size.width > self.scrollable_content_region.width
 
     @property
     def following(self) -> bool:

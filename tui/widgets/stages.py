@@ -74,7 +74,9 @@ class StageTimeline(Widget):
         for index, (state, label, took) in enumerate(self.rows):
             mark, style = _MARK.get(state, ("·", "dim"))
             text.append(f"{mark} ", style=style)
-            text.append(label.ljust(width - 12), style=style if state != "done" else "")
+            room = max(4, width - 12)  # the label never runs into the duration column
+            label = label if len(label) <= room else label[:room - 1] + "…"
+            text.append(label.ljust(room), style=style if state != "done" else "")
             text.append(took.rjust(9), style="dim" if state != "current" else "bold")
             if index < len(self.rows) - 1:
                 text.append("\n")

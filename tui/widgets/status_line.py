@@ -27,19 +27,38 @@ class Connection:
     signed_in: bool = True
 
 
-def describe(connection: Connection, now: datetime) -> Text:
+def tunnel_note(state: str | None, reason: str | None) -> str:
+    """Why webhooks cannot reach us, in a few words, from the listener's tunnel state and reason."""
+    if state == "down":
+        return f"tunnel down: {reason}" if reason else "tunnel down"
+    return "tunnel starting…" if state == "starting" else "tunnel off"
+
+
+def describe(connection: Connection, now: datetime, width: int = 10_000) -> Text:
+    """The status line; when `width` is short, the details go first (the URL, the demo's note:
+    both are on the Events screen), so the live state at its end stays visible."""
+    for detail in (2, 1, 0):
+        text = _describe(connection, now, detail)
+        if text.cell_len <= width:
+            break
+    return text
+
+
+def _describe(connection: Connection, now: datetime, detail: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" replitrack ", style="bold reverse")
     if connection.mode == "demo":
         text.append(" DEMO ", style="bold black on yellow")
-        text.append(" simulated Replicate, no network ", style="dim")
+        if detail >= 2:
+            text.append(" simulated Replicate, no network ", style="dim")
     elif connection.account:
         text.append(f" {connection.account} ", style="bold")
     text.append(" │ ", style="dim")
     if connection.public_url:
         text.append("◆ webhooks ", style="green")
-        text.append(connection.public_url, style="dim")
-        text.append(f" ({connection.webhooks} received)", style="")
+        if detail >= 1:
+            text.append(connection.public_url + " ", style="dim")
+        text.append(f"({connection.webhooks} received)", style="")
     else:
         text.append("◇ polling only", style="yellow")
         text.append(f" ({connection.listener_error or 'tunnel off'})", style="dim")
@@ -71,6 +90,12 @@ class StatusLine(ReplitrackWidget):
         if self.screen.is_current:
             self.refresh()
 
+    def on_click(self) -> None:
+        # The header's "N received" (or "polling only") is where one looks for webhooks.
+        action = getattr(self.app, "action_open_events", None)
+        if action is not None:
+            action()
+
     def render(self) -> Text:
         app = self.app
-        return describe(app.connection, app.clock())
+        return describe(app.connection, app.clock(), self.size.width)
