@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+# Facts about the real Replicate, copied into the repository (see its README.md): the suite
+# reads nothing outside the checkout.
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 
 
 @pytest.fixture(autouse=True)
