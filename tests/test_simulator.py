@@ -607,7 +607,7 @@ def test_bad_constructor_arguments_are_reported_clearly() -> None:
 # ---- `replitrack sim` -----------------------------------------------------------------------------
 
 # Only the sim command is registered, so other commands' work in progress cannot break these tests.
-CLI = [sys.executable, "-c", "import sys, tui.cli as c; c.COMMAND_MODULES[:] = ['sim']; sys.exit(c.main(sys.argv[1:]))", "sim"]
+CLI = [sys.executable, "-c", "import sys, tui.cli.main as c; c.COMMAND_MODULES[:] = ['sim']; sys.exit(c.main(sys.argv[1:]))", "sim"]
 
 
 def test_the_sim_command_serves_until_ctrl_c() -> None:
@@ -642,10 +642,10 @@ def test_the_sim_command_serves_until_ctrl_c() -> None:
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     """`replitrack sim ...` in this process, through the real entry point."""
-    import tui.cli
+    import tui.cli.main
 
-    monkeypatch.setattr(tui.cli, "COMMAND_MODULES", ["sim"])
-    return tui.cli.main(["sim", *args])
+    monkeypatch.setattr(tui.cli.main, "COMMAND_MODULES", ["sim"])
+    return tui.cli.main.main(["sim", *args])
 
 
 def test_the_sim_command_reports_a_port_in_use(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
