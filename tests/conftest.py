@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 # Facts about the real Replicate, copied into the repository (see its README.md): the suite
 # reads nothing outside the checkout.
 REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: two workers per core. Most tests wait (on a subprocess starting, on simulated
+    time), so one worker per core would leave the cores idle half the time."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)

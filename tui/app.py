@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from core.errors import NetworkError, ReplitrackError, ServerError
+from core.errors import AuthError, NetworkError, ReplitrackError, ServerError
 from core.models import utcnow
 from core.service import TrainingService
 from core.updates import UpdateResult
@@ -83,7 +83,9 @@ class ReplitrackApp(App[int]):
         self.start_listener = start_listener
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
         self.listener_factory = listener_factory  # builds the listener after the first paint
-        self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
+        # On an account, a token is only "live" once Replicate accepted it (start_background).
+        self.connection = Connection(mode=mode, signed_in=bool(service.client.token),
+                                     checking=mode == "live" and bool(service.client.token))
         self.records: dict[str, dict[str, Any]] = {}  # training id → the view the screens show
         self.log_sinks: dict[str, list[Callable[[str], None]]] = {}
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
@@ -129,7 +131,7 @@ class ReplitrackApp(App[int]):
         if self.boot is not None:
             self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
         elif self.needs_sign_in:
-            self.sign_in(then=self.start_background)
+            self.sign_in()
         else:
             self.start_background()
 
@@ -147,7 +149,7 @@ class ReplitrackApp(App[int]):
             self.connection.importing = None
             self._refresh_listener_state()
         if self.needs_sign_in:
-            self.sign_in(then=self.start_background)
+            self.sign_in()
         else:
             self.start_background()
 
@@ -155,19 +157,50 @@ class ReplitrackApp(App[int]):
         if self._unsubscribe:
             self._unsubscribe()
 
-    def start_background(self) -> None:
-        """Polling (and the first import) once there is a token to use."""
+    def start_background(self, *, signed_in_now: bool = False) -> None:
+        """Polling (and the first import) once there is a token to use. On an account, the
+        token is checked first: a wrong or revoked one opens the sign-in screen with the reason,
+        and nothing says "live" meanwhile. `signed_in_now`: the person just signed in, so the
+        account's trainings are imported whatever the store already holds."""
         self.needs_sign_in = False
         self.connection.signed_in = bool(self.service.client.token)
+        if self.connection.mode == "live" and self.connection.signed_in:
+            self.connection.checking = True
+            self.connection_changed.publish(None)
+            self.run_worker(self._check_token_then_start(signed_in_now), name="account", group="account",
+                            exclusive=True, exit_on_error=False)
+        else:
+            self._start_services(signed_in_now)
+
+    async def _check_token_then_start(self, signed_in_now: bool) -> None:
+        try:
+            account = await self.service.client.account()
+        except AuthError as error:
+            self.connection.checking = False
+            self.connection.signed_in = False
+            self.needs_sign_in = True
+            self.workers.cancel_group(self, "poller")
+            self.connection_changed.publish(None)
+            self.sign_in(reason=f"Replicate refused the token replitrack has ({error}). It may have been "
+                                "revoked or mistyped: paste a valid one.")
+            return
+        except ReplitrackError:
+            account = {}  # offline or Replicate down: the poller says so and keeps trying
+        self.connection.checking = False
+        self.connection.account = str(account.get("username") or "") or None
+        self.connection_changed.publish(None)
+        self._start_services(signed_in_now)
+
+    def _start_services(self, signed_in_now: bool = False) -> None:
+        """The listener, the first import and the poller: what a usable token starts."""
         if self.start_listener and (self.listener is not None or self.listener_factory is not None):
             self.start_listener = False
             self.run_worker(self._start_listener(), name="listener", group="listener", exit_on_error=False)
-        if self.import_on_start and not self.records:
+        if self.import_on_start and (signed_in_now or not self.records) and self.service.client.token:
             self.run_worker(self.import_all(), name="import", group="import", exclusive=True, exit_on_error=False)
         if self.poll:
             self.run_worker(self.service.poll_forever(on_error=self._poll_error), name="poller",
                             group="poller", exclusive=True, exit_on_error=False)
-        self.run_worker(self._load_account(), group="account", exit_on_error=False)
 
     async def _start_listener(self) -> None:
         try:
@@ -179,27 +212,22 @@ class ReplitrackApp(App[int]):
             self.report(error)
         self._refresh_listener_state()
 
-    async def _load_account(self) -> None:
-        if self.connection.mode != "live":
-            return
-        try:
-            account = await self.service.client.account()
-        except ReplitrackError:
-            return  # the poller reports connection problems; the name is only decoration
-        self.connection.account = str(account.get("username") or "") or None
-        self.connection_changed.publish(None)
-
-    def sign_in(self, then: Callable[[], None] | None = None) -> None:
+    def sign_in(self, then: Callable[[], None] | None = None, *, reason: str | None = None) -> None:
+        """Ask for a token. On success whatever a token starts is started (listener, poller,
+        import: also when the sign-in came from the New-training form), then `then` runs."""
         from tui.screens.sign_in import SignInScreen
 
         def done(ok: bool | None) -> None:
-            if ok and then:
-                then()
-            elif not ok:
+            if ok:
+                if self.needs_sign_in or self.connection.mode == "live":
+                    self.start_background(signed_in_now=True)
+                if then is not None:
+                    then()
+            else:
                 self.notify("Not signed in: nothing can be fetched from Replicate. Press ctrl+p → "
                             "Sign in to try again.", severity="warning", markup=False)
 
-        self.push_screen(SignInScreen(), done)
+        self.push_screen(SignInScreen(reason=reason), done)
 
     # ----- the stream of updates ---------------------------------------------------------------
     def _on_update(self, result: UpdateResult) -> None:
@@ -441,7 +469,7 @@ class ReplitrackApp(App[int]):
             self.push_screen(HelpScreen(self.screen))
 
     def action_sign_in(self) -> None:
-        self.sign_in(then=self.start_background if self.needs_sign_in else None)
+        self.sign_in()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
