@@ -74,7 +74,7 @@ async def test_import_then_list_and_status(sim: Simulator) -> None:
 
     imported = await run("import", "--json", env=env)
     assert imported.code == 0, imported.err
-    assert imported.json() == {"imported": 4, "pages": 1, "stored": 4}
+    assert imported.json() == {"imported": 4, "pages": 1, "stored": 4, "details": 4}
 
     listing = (await run("list", "--json", env=env)).json()
     newest_first = sorted([failed, *seeded], key=lambda t: t["created_at"], reverse=True)
@@ -107,7 +107,7 @@ async def test_import_then_list_and_status(sim: Simulator) -> None:
 
 async def test_import_pages_through_everything(sim: Simulator) -> None:
     await seed_finished(sim, 130)
-    result = await run("import", env=env_for(sim))
+    result = await run("import", "--no-details", env=env_for(sim))
     assert result.code == 0, result.err
     assert "Imported 130 training(s) in 2 page(s)" in result.out
     assert "page 1: 100" in result.err and "page 2: 130" in result.err, "progress is shown on stderr"

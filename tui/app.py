@@ -196,8 +196,10 @@ class ReplitrackApp(App[int]):
         if self.start_listener and (self.listener is not None or self.listener_factory is not None):
             self.start_listener = False
             self.run_worker(self._start_listener(), name="listener", group="listener", exit_on_error=False)
-        if self.import_on_start and (signed_in_now or not self.records) and self.service.client.token:
-            self.run_worker(self.import_all(), name="import", group="import", exclusive=True, exit_on_error=False)
+        do_import = self.import_on_start and (signed_in_now or not self.records)
+        if (do_import or self.poll) and self.service.client.token:
+            self.run_worker(self._import_then_details(do_import), name="import", group="import", exclusive=True,
+                            exit_on_error=False)
         if self.poll:
             self.run_worker(self.service.poll_forever(on_error=self._poll_error), name="poller",
                             group="poller", exclusive=True, exit_on_error=False)
@@ -387,6 +389,18 @@ class ReplitrackApp(App[int]):
             self.connection_changed.publish(None)
         self.notify(f"Imported {count} trainings from your account.", title="Import", markup=False)
         return count
+
+    async def _import_then_details(self, do_import: bool) -> None:
+        """The first import, then (while the app keeps itself up to date) the log, error and final
+        progress of each finished training imported without them, most recent first, at a pace
+        that leaves Replicate's rate limit to everything else. Opening one fetches it at once."""
+        if do_import:
+            await self.import_all()
+        if self.poll:
+            try:
+                await self.service.fetch_details()
+            except ReplitrackError:
+                pass  # offline or signed out: the poller says so; the next start goes on from here
 
     def confirm_then(self, question: str, action: Callable[[], Awaitable[Any]]) -> None:
         from tui.screens.confirm import ConfirmScreen

@@ -60,11 +60,8 @@ async def _sync_here(store: Any, ref: str | None, every: bool, version: str | No
 
     async with c.make_client() as client:
         service = TrainingService(store, client)
-        if ref is not None:
-            tid, record = c.resolve(store, ref)
-            result = (await service.sync_completed(tid, version) if record is not None
-                      else (await service.sync([tid]))[0])
-            report["synced"].append(_synced(result))
+        if ref is not None:  # known or not: sync_completed fetches what the store never saw
+            report["synced"].append(_synced(await service.sync_completed(ref.strip(), version)))
             return
         items = await service.differences()
         report["differences"] = [item.to_dict() for item in items]
@@ -109,27 +106,11 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
 
 
 async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -> dict[str, Any]:
-    from urllib.parse import quote
-
-    with c.open_store(write=False) as store:
-        known = store.find(target) is not None
-    created = False
-    if not known:
-        from core.client import _ID
-        from core.service import UnknownTrainingError
-
-        if not _ID.match(target):
-            raise UnknownTrainingError(target)
-        # never imported: its training-logs endpoint fetches an unknown training from Replicate
-        await api.call("GET", f"/api/replicate/training-logs/{quote(target, safe='')}?tail=0")
-        created = True
+    # The owner fetches what its store never saw (an id, or a destination's latest training).
     body: dict[str, Any] = {"modelId": target}
     if version:
         body["replicateModelVersion"] = version
-    entry = _synced_answer(target, await api.call("POST", "/api/replicate/sync-completed", body))
-    if created:
-        entry["outcome"] = "created"
-    return entry
+    return _synced_answer(target, await api.call("POST", "/api/replicate/sync-completed", body))
 
 
 def _synced(result: Any) -> dict[str, Any]:
