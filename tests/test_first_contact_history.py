@@ -152,3 +152,17 @@ async def test_cli_sync_of_an_unknown_destination_finds_and_stores_it(sim: Simul
     assert synced["training"]["overall_percent"] == 100
     logs = await run("logs", ok["id"], env=env)
     assert logs.out == ok["logs"]
+
+
+async def test_train_checks_local_images_before_creating_the_destination(sim: Simulator, tmp_path) -> None:
+    env = cli_env(sim.base_url, sim.token)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for images in (str(tmp_path / "missing"), str(empty)):
+        result = await run("train", FLUX, "-d", "demo-user/brand-new", "--images", images, "--create-destination",
+                           env=env)
+        assert result.code == 64, result.err
+        assert images in result.err
+        with pytest.raises(Exception, match="no model"):
+            sim.model("demo-user/brand-new")  # the destination was not created first
+    assert sim.trainings() == []

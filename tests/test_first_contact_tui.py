@@ -28,6 +28,10 @@ def header(app: Any) -> str:
     return describe(app.connection, app.clock()).plain
 
 
+def note(form: Any) -> str:
+    return str(form.query_one("#new-message", Static).render())
+
+
 def listener_factory(service: TrainingService) -> Listener:
     return Listener(service, secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", public_port=free_port(),
                     tunnel=TunnelConfig.off())
@@ -128,3 +132,64 @@ async def test_sync_that_could_not_check_never_says_all_in_sync() -> None:
             await pilot.press("y")
             await wait_for(pilot, lambda: "Could not compare" in screen_text(app), what="the failure")
             assert "all in sync" not in screen_text(app)
+
+
+# ----- check before acting -----------------------------------------------------------------------
+
+async def test_the_form_checks_local_files_before_creating_anything(tmp_path: Any) -> None:
+    from tui.screens.confirm import ConfirmScreen
+
+    async with simulated() as env:
+        destination = f"{env.sim.owner}/never-created"
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewTrainingScreen), what="the form")
+            form = app.screen
+            form.query_one("#new-destination", Input).value = destination
+            form.query_one("#new-images", Input).value = str(tmp_path / "missing-photos")
+            await pilot.press("ctrl+s")
+            images = form.query_one("#new-images", Input)
+            await wait_for(pilot, lambda: app.focused is images, timeout=8, what="the refusal")
+            assert "missing-photos does not exist" in note(form)
+            toasts = [n for n in app._notifications if n.title == "Check the input"]  # noqa: SLF001
+            assert toasts and "missing-photos does not exist" in toasts[0].message, "a toast, in view whatever the scroll"
+            assert app.focused is images, "taken to the field to fix"
+            assert not isinstance(app.screen, ConfirmScreen), "not even asked to create the destination"
+            assert destination not in {f"{m}" for m in env.sim._models}, "nothing created on Replicate"
+            assert env.sim.trainings() == []
+
+            # A bad value far down the form: scrolled to and focused.
+            images.value = "https://example.com/faces.zip"
+            steps = form.query_one("#field-steps", Input)
+            steps.value = "many"
+            form.query_one("#new-trainer", Input).focus()
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.focused is steps, what="focus on the bad field")
+            await pilot.pause()
+            scroll = form.query_one("#new-form")
+            assert scroll.scroll_y > 0 and scroll.region.contains_region(steps.region), "scrolled into view"
+            assert "whole number" in note(form)
+            assert destination not in env.sim._models
+
+
+async def test_error_toasts_speak_to_people() -> None:
+    async with simulated() as env:
+        app = env.app()
+        told: list[tuple[str, str]] = []
+        original = app.notify
+
+        def notify(message: str, **options: Any) -> None:
+            told.append((options.get("title") or "", message))
+            original(message, **options)
+
+        app.notify = notify  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await env.sim.stop()  # Replicate goes away
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any("reach" in title for title, _ in told), timeout=15, what="a toast")
+            titles = [title for title, _ in told if title]
+            assert "Can't reach Replicate" in titles
+            assert not any(title.endswith("Error") or title in ("Network", "Api", "BadArgument") for title in titles)

@@ -34,6 +34,14 @@ from tui.widgets.status_line import Connection
 
 log = logging.getLogger(__name__)
 ERROR_REPEAT = 60.0  # seconds before the same kind of polling error is shown again
+# Toast titles people read (never an exception's class name); the first matching class wins.
+ERROR_TITLES: tuple[tuple[str, str], ...] = (
+    ("AuthError", "Replicate refused the token"), ("RateLimitError", "Replicate is rate limiting"),
+    ("NetworkError", "Can't reach Replicate"), ("ServerError", "Replicate had a problem"),
+    ("NotFoundError", "Not found on Replicate"), ("ValidationError", "Replicate refused the request"),
+    ("BadArgumentError", "Check the input"), ("ConfigError", "Setup needed"),
+    ("StoreError", "The local store"), ("ApiError", "Replicate answered with an error"),
+)
 
 
 class TrainingsChanged(Message):
@@ -350,7 +358,9 @@ class ReplitrackApp(App[int]):
         """Show an error to the person and keep running. ReplitrackErrors say what to do;
         anything else is a bug, said as such (and logged with its traceback)."""
         if isinstance(error, ReplitrackError):
-            title, message = type(error).__name__.removesuffix("Error") or "Error", str(error)
+            kinds = {cls.__name__ for cls in type(error).__mro__}
+            title = next((text for kind, text in ERROR_TITLES if kind in kinds), "Couldn't do that")
+            message = str(error)
         else:
             log.error("unexpected error", exc_info=error)
             title, message = "Unexpected error", f"{type(error).__name__}: {error} (replitrack keeps running)"

@@ -155,20 +155,30 @@ def zip_images(path: Path) -> tuple[bytes, str]:
     return buffer.getvalue(), f"{path.name or 'images'}.zip"
 
 
-async def images_url(client: Any, images: str) -> str:
-    """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
+def prepare_images(images: str) -> str | tuple[Path | bytes, str, str]:
+    """--images checked (and a folder zipped) before anything is sent: a URL as is, else
+    (what to upload, its name, what to say while uploading)."""
     if urlsplit(images).scheme in ("http", "https"):
         return images
     path = Path(images).expanduser()
     if not path.exists():
         raise BadArgumentError(f"--images {images}: no such file or folder (give a folder, a .zip or an https URL)")
-    if path.is_file() and zipfile.is_zipfile(path):
-        o.say(f"uploading {path} …")
-        body = await client.upload_file(path, path.name, "application/zip")
-    else:
+    try:
+        if path.is_file() and zipfile.is_zipfile(path):
+            return path, path.name, f"uploading {path} …"
         data, name = zip_images(path)
-        o.say(f"uploading {name} ({len(data) / 1024:.0f} KB, zipped from {path}) …")
-        body = await client.upload_file(data, name, "application/zip")
+    except PermissionError:
+        raise BadArgumentError(f"--images {images}: cannot read it (permission denied)") from None
+    return data, name, f"uploading {name} ({len(data) / 1024:.0f} KB, zipped from {path}) …"
+
+
+async def images_url(client: Any, prepared: str | tuple[Path | bytes, str, str]) -> str:
+    """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
+    if isinstance(prepared, str):
+        return prepared
+    content, name, note = prepared
+    o.say(note)
+    body = await client.upload_file(content, name, "application/zip")
     return str(body["urls"]["get"])
 
 
@@ -180,6 +190,8 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
         webhook = await _listening_webhook(owner)
     if images and IMAGES_KEY in given:
         raise BadArgumentError(f"give the images once: --images or -i {IMAGES_KEY}=..., not both")
+    # Every local input is checked before anything is created on Replicate (the destination).
+    prepared = prepare_images(images) if images else None
     async with c.make_client() as client:
         schema = await client.training_input_schema(trainer, version)
         if images and IMAGES_KEY not in (schema.get("properties") or {}):
@@ -189,8 +201,8 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
             )
         inputs = check_inputs(given, schema, trainer, images_later=bool(images))
         await _ensure_destination(client, destination, create_destination)
-        if images:
-            inputs[IMAGES_KEY] = await images_url(client, images)
+        if prepared is not None:
+            inputs[IMAGES_KEY] = await images_url(client, prepared)
         from core.service import WEBHOOK_EVENTS, TrainingService
         from core.views import status_view
 

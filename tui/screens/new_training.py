@@ -25,6 +25,14 @@ from tui.widgets.status_line import StatusLine
 DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
 
 
+class FieldError(BadArgumentError):
+    """A bad value in one field of the form: `widget_id` is the input to take the person to."""
+
+    def __init__(self, widget_id: str, message: str) -> None:
+        super().__init__(message)
+        self.widget_id = widget_id
+
+
 class NewTrainingScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="new.back"),
@@ -139,43 +147,89 @@ class NewTrainingScreen(Screen[None]):
             return
         try:
             values = self.collect()
+            # Local files are read (and zipped) now, before anything is created on Replicate.
+            uploads = self.pack_files(values)
+        except FieldError as error:
+            self.show_invalid(error)
+            return
         except BadArgumentError as error:
             self.note(str(error), "red")
             return
-        self.submit(values)
+        self.submit(values, uploads)
+
+    def show_invalid(self, error: FieldError) -> None:
+        """The message (also as a toast: the note below the form may be out of view), and the
+        person taken to the field to fix (scrolled into view, focused)."""
+        self.note(str(error), "red")
+        self.notify(str(error), title="Check the input", severity="error", markup=False, timeout=8)
+        found = self.query(f"#{error.widget_id}")
+        if found:
+            widget = found.first()
+            self.query_one("#new-form", VerticalScroll).scroll_to_widget(widget, animate=False)
+            widget.focus()
 
     def collect(self) -> dict[str, Any]:
         destination = self.value("new-destination")
         if "/" not in destination:
-            raise BadArgumentError("the destination must be owner/name, e.g. your-name/my-lora")
+            raise FieldError("new-destination", "the destination must be owner/name, e.g. your-name/my-lora")
         typed = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
-        typed.update(parse_pairs(self.value("new-extra")))
+        try:
+            typed.update(parse_pairs(self.value("new-extra")))
+        except BadArgumentError as error:
+            raise FieldError("new-extra", str(error)) from None
         if self.images_field and self.value("new-images"):
             typed[self.images_field] = self.value("new-images")
         known = {f.name: f for f in self.all_fields}
         unknown = sorted(set(typed) - set(known))
         if unknown:
-            raise BadArgumentError(f"{self.value('new-trainer')} has no input named {', '.join(unknown)}; "
-                                   f"its inputs are: {', '.join(known)}")
+            raise FieldError("new-extra", f"{self.value('new-trainer')} has no input named {', '.join(unknown)}; "
+                                          f"its inputs are: {', '.join(known)}")
         values: dict[str, Any] = {}
         for field in self.all_fields:
-            value = coerce(field, typed.get(field.name, ""))
+            try:
+                value = coerce(field, typed.get(field.name, ""))
+            except BadArgumentError as error:
+                raise FieldError(self.widget_of(field.name), str(error)) from None
             if value is not None:
                 values[field.name] = value
         return values
 
+    def widget_of(self, name: str) -> str:
+        """The input a value was typed in: the images box, its own field, or the extra pairs."""
+        if name == self.images_field:
+            return "new-images"
+        return f"field-{name}" if any(f.name == name for f in self.fields) else "new-extra"
+
+    def pack_files(self, values: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
+        """Each local folder or zip given for a file input, read now: a missing or empty one is
+        refused before the destination is created or anything is uploaded."""
+        from pathlib import Path
+
+        packed: dict[str, tuple[bytes, str]] = {}
+        for field in self.all_fields:
+            value = values.get(field.name)
+            if field.kind == "file" and isinstance(value, str) and not is_url(value):
+                try:
+                    packed[field.name] = pack_images(Path(value).expanduser())
+                except BadArgumentError as error:
+                    raise FieldError(self.widget_of(field.name), str(error)) from None
+                except OSError as error:
+                    raise FieldError(self.widget_of(field.name),
+                                     f"cannot read {value}: {error.strerror or error}") from None
+        return packed
+
     @work(exclusive=True, group="new-start", exit_on_error=False)
-    async def submit(self, values: dict[str, Any]) -> None:
+    async def submit(self, values: dict[str, Any], uploads: dict[str, tuple[bytes, str]]) -> None:
         self.starting = True
         try:
-            await self._submit(values)
+            await self._submit(values, uploads)
         except ReplitrackError as error:
             self.note(str(error), "red")
             self.app.report(error)  # type: ignore[attr-defined]
         finally:
             self.starting = False
 
-    async def _submit(self, values: dict[str, Any]) -> None:
+    async def _submit(self, values: dict[str, Any], uploads: dict[str, tuple[bytes, str]]) -> None:
         app: Any = self.app
         client = app.service.client
         trainer, version, destination = (self.value("new-trainer"), self.value("new-version"),
@@ -190,15 +244,10 @@ class NewTrainingScreen(Screen[None]):
                 return
             await client.create_model(destination)
             self.notify(f"Created {destination}", markup=False, timeout=3)
-        for field in self.all_fields:
-            value = values.get(field.name)
-            if field.kind == "file" and isinstance(value, str) and not is_url(value):
-                from pathlib import Path
-
-                data, name = pack_images(Path(value))
-                self.note(f"Uploading {name} ({len(data) / 1024:.0f} KB)…", "cyan")
-                upload = await client.upload_file(data, name, "application/zip")
-                values[field.name] = upload["urls"]["get"]
+        for key, (data, name) in uploads.items():
+            self.note(f"Uploading {name} ({len(data) / 1024:.0f} KB)…", "cyan")
+            upload = await client.upload_file(data, name, "application/zip")
+            values[key] = upload["urls"]["get"]
         self.note("Starting the training…", "cyan")
         result = await app.service.start(trainer, destination, values, version=version or None)
         self.notify(f"Started {result.training_id} → {destination}", title="Training started", markup=False)
