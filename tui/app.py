@@ -449,8 +449,27 @@ class ReplitrackApp(App[int]):
     def open_training_page(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
         url = view.get("web_url") or f"https://replicate.com/p/{training_id}"
-        self.open_url(url)
+        if self.open_url(url) is False:  # type: ignore[func-returns-value]
+            # Nothing could open it (no browser, an SSH session): the URL, copied, to paste.
+            self.copy_to_clipboard(url)
+            self.notify(f"Couldn't open a browser: {url} (copied to the clipboard)", severity="warning",
+                        markup=False, timeout=10)
+            return
         self.notify(f"Opened {url}", markup=False, timeout=3)
+
+    def open_url(self, url: str, *, new_tab: bool = True) -> bool | None:  # type: ignore[override]
+        """Textual's open_url, but in a terminal say whether a browser took it (False: none did)."""
+        from textual.drivers.web_driver import WebDriver
+
+        if isinstance(self._driver, WebDriver):
+            super().open_url(url, new_tab=new_tab)
+            return None
+        import webbrowser
+
+        try:
+            return bool(webbrowser.open(url, new=2 if new_tab else 0))
+        except webbrowser.Error:
+            return False
 
     def copy(self, what: str, value: str | None) -> None:
         if not value:
@@ -494,6 +513,10 @@ class ReplitrackApp(App[int]):
 
     def action_sign_in(self) -> None:
         self.sign_in()
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C (outside a text field, where it copies) leaves like every command: exit 130."""
+        self.exit(130)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

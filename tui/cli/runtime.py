@@ -1,8 +1,8 @@
 """Assembling the parts the app runs with, in the app's own event loop, and taking them down.
 
 `replitrack demo`: the simulated Replicate on loopback, the listener receiving its (signed)
-webhooks, a store in a throw-away directory (unless REPLITRACK_HOME is set), the demo scenario
-imported. `replitrack`: the user's account, the listener with the tunnel asked for, the store in
+webhooks, a store of its own (the demo folder, cleared at each start; never REPLITRACK_HOME, the
+user's real store), the demo scenario imported. `replitrack`: the user's account, the listener with the tunnel asked for, the store in
 the data directory. Either way the app is built by `create_app` and everything is stopped on exit.
 """
 
@@ -18,11 +18,74 @@ from typing import Any
 
 from core import config
 from core.client import ReplicateClient
+from core.errors import ReplitrackError
 from core.service import TrainingService
 from core.store import Store
 from tui.app import ReplitrackApp, create_app
 
 DEMO_SPEED = 10.0
+DEMO_MARKER = ".replitrack-demo"  # in a demo's home: it may be cleared when the next demo starts
+DEMO_INFO = "demo.json"  # the running demo's simulator address and (public, demo-only) token
+
+
+def demo_home() -> Path:
+    """The demo's own folder: REPLITRACK_DEMO_HOME, else `demo` in the user's cache directory.
+    Never the store (REPLITRACK_HOME): a demo must not write into a real account's data."""
+    if explicit := os.environ.get("REPLITRACK_DEMO_HOME"):
+        return Path(explicit).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("replitrack", appauthor=False) / "demo"
+
+
+def prepare_demo_home(home: Path) -> Path:
+    """Make `home` a fresh, empty demo home: a demo started again starts from nothing (the
+    simulator's ids repeat, so an old store would only hold stale copies). Only a folder that is
+    empty or was a demo's own is cleared; a running demo's is refused."""
+    from core.store import read_owner
+
+    home = home.expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise ReplitrackError(f"demo home {home} is a file: give a folder (or none)")
+    owner = read_owner(home) if home.exists() else None
+    if owner is not None:
+        raise ReplitrackError(f"a demo already runs in {home} (PID {owner.get('pid') or '?'}): use that one, "
+                              "or start this one elsewhere with `replitrack demo --home DIR`")
+    if home.exists() and any(home.iterdir()):
+        if not (home / DEMO_MARKER).exists():
+            raise ReplitrackError(f"{home} is not empty and is not a demo's folder: the demo clears its "
+                                  "folder when it starts, so give it an empty or new one (--home DIR)")
+        for entry in home.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / DEMO_MARKER).write_text("replitrack demo: this folder is cleared when a demo starts\n")
+    except OSError as error:
+        raise ReplitrackError(f"cannot use {home} for the demo: {error.strerror or error}") from None
+    return home
+
+
+def running_demo() -> tuple[Path, dict[str, Any]] | None:
+    """(home, {"pid", "base_url", "token"}) of a demo running now, looked for in REPLITRACK_HOME
+    (a `demo --home` there) and in the demo folder."""
+    import json
+
+    from core.store import read_owner
+
+    for home in (config.home(), demo_home()):
+        owner = read_owner(home)
+        if owner is None or not (home / DEMO_MARKER).exists():
+            continue
+        try:
+            info = json.loads((home / DEMO_INFO).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("base_url") and info.get("token"):
+            return home, {**info, "pid": owner.get("pid")}
+    return None
 
 
 @dataclass
@@ -66,7 +129,7 @@ async def start_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | N
     from simulator import Simulator
 
     temp_home = None
-    if home is None and not os.environ.get("REPLITRACK_HOME"):
+    if home is None:  # never REPLITRACK_HOME: that is the user's real store
         home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
     store = Store(home)
     simulator = Simulator(speed=speed, seed=seed)
@@ -158,17 +221,23 @@ async def boot_demo(app: ReplitrackApp, *, speed: float, seed: int, scenario: st
     simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
     app.simulator = simulator  # set first: whoever stops the app stops it, even half-started
     base_url = await simulator.start()
+    try:  # so that CLI commands beside the demo can act on its simulator (see running_demo)
+        import json
+
+        (service.store.home / DEMO_INFO).write_text(json.dumps({"base_url": base_url, "token": DEMO_TOKEN}))
+    except OSError:
+        pass  # commands beside it then say there is no token; the demo itself is unaffected
     placeholder, service.client = service.client, ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
     await placeholder.aclose()
     app.listener = await populate_demo(service, simulator, scenario)
 
 
-async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, **app_options: Any) -> int:
-    """The demo: the window paints at once, the simulated Replicate starts behind it."""
+async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
+                   **app_options: Any) -> int:
+    """The demo: the window paints at once, the simulated Replicate starts behind it. Its store
+    is its own (`home`, else the demo folder), cleared first: every demo starts fresh."""
     temp_home = None
-    home = None
-    if not os.environ.get("REPLITRACK_HOME"):
-        home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
+    home = prepare_demo_home(home or demo_home())
     store = Store(home)
     # A client for the simulator-to-be; the boot replaces it once the simulator listens.
     client = ReplicateClient(token=DEMO_TOKEN, base_url="http://127.0.0.1:9")
