@@ -22,6 +22,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "replitrack-home"
     monkeypatch.setenv("REPLITRACK_HOME", str(home))
+    monkeypatch.setenv("REPLITRACK_DEMO_HOME", str(tmp_path / "replitrack-demo"))  # never the user's cache
     for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "REPLICATE_WEBHOOK_SECRET", "NGROK_AUTHTOKEN"):
         monkeypatch.delenv(name, raising=False)
     return home

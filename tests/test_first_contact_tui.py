@@ -86,7 +86,8 @@ async def test_a_refused_token_at_start_opens_sign_in_with_the_reason() -> None:
         app = env.app(mode="live", import_on_start=True, poll=True)
         async with app.run_test(size=SIZE) as pilot:
             assert "live" not in header(app), "not live before the token was checked"
-            await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen), what="sign-in")
+            await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and app.screen.query("#signin-reason"),
+                           what="sign-in with a reason")
             reason = str(app.screen.query_one("#signin-reason", Static).render())
             assert "refused" in reason and "401" in reason and "revoked" in reason
             assert "live" not in header(app) and "not signed in" in header(app)
@@ -193,3 +194,36 @@ async def test_error_toasts_speak_to_people() -> None:
             titles = [title for title, _ in told if title]
             assert "Can't reach Replicate" in titles
             assert not any(title.endswith("Error") or title in ("Network", "Api", "BadArgument") for title in titles)
+
+
+# ----- small things ------------------------------------------------------------------------------
+
+async def test_o_without_a_browser_says_so_and_copies_the_url(monkeypatch: Any) -> None:
+    import webbrowser
+
+    # A "browser" that fails, as xdg-open does with nothing to hand the URL to.
+    monkeypatch.setenv("BROWSER", "false")
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    async with simulated() as env:
+        env.sim.add_model("me/flux-a")
+        made = env.sim.add_finished_training(FLUX, "me/flux-a", {**IMAGES, "steps": 20})
+        await env.service.import_all()
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("o")
+            url = made["urls"]["web"]
+            await wait_for(pilot, lambda: any(f"Couldn't open a browser: {url}" in n.message
+                                              for n in app._notifications), what="the notice")  # noqa: SLF001
+            assert app.clipboard == url
+
+
+async def test_ctrl_c_leaves_the_app_with_130() -> None:
+    async with simulated() as env:
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("ctrl+c")
+            await pilot.pause()
+        assert app.return_code == 130

@@ -516,7 +516,7 @@ class ReplitrackApp(App[int]):
 
     def action_help_quit(self) -> None:
         """Ctrl+C (outside a text field, where it copies) leaves like every command: exit 130."""
-        self.exit(130)
+        self.exit(return_code=130)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
