@@ -189,8 +189,12 @@ class ReplitrackApp(App[int]):
             self.needs_sign_in = True
             self.workers.cancel_group(self, "poller")
             self.connection_changed.publish(None)
+            import os
+
+            where = (" It comes from REPLICATE_API_TOKEN: one pasted here is used now; change the variable "
+                     "for later runs." if os.environ.get("REPLICATE_API_TOKEN") else "")
             self.sign_in(reason=f"Replicate refused the token replitrack has ({error}). It may have been "
-                                "revoked or mistyped: paste a valid one.")
+                                f"revoked or mistyped: paste a valid one.{where}")
             return
         except ReplitrackError:
             account = {}  # offline or Replicate down: the poller says so and keeps trying
@@ -331,7 +335,8 @@ class ReplitrackApp(App[int]):
     def _refresh_listener_state(self) -> None:
         listener = self.listener
         if listener is None:
-            starting = self.boot is not None and self.connection.importing or self.listener_factory
+            starting = (self.boot is not None and self.connection.importing
+                        or self.listener_factory and not self.needs_sign_in)  # nothing starts signed out
             self.connection.public_url = None
             self.connection.listener_error = "starting" if starting else "no listener"
         else:

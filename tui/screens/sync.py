@@ -73,7 +73,16 @@ class SyncScreen(Screen[None]):
         return bool(app.service.client.token) and app.connection.signed_in
 
     def action_sign_in(self) -> None:
-        self.app.sign_in(then=self.action_check)  # type: ignore[attr-defined]
+        def signed_in() -> None:
+            self.refresh_bindings()
+            self.action_check()
+
+        self.app.sign_in(then=signed_in)  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sign_in":  # offered (and shown in the footer) only while signed out
+            return not self.signed_in()
+        return True
 
     def action_check(self) -> None:
         if not self.signed_in():
