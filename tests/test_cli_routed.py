@@ -218,3 +218,14 @@ async def test_events_without_an_owner_read_the_log_and_replay(sim: Simulator, l
     assert replay.code == 0, replay.err
     assert f"replayed {first['id']}" in replay.err
     assert replay.out.strip().startswith("ev")
+
+
+async def test_a_bare_import_opened_beside_the_owner_is_fetched_at_once(sim: Simulator, listening: Listening) -> None:
+    failed = sim.add_finished_training(FLUX, DEST, {"input_images": IMAGES, "steps": 10}, script="flux-fail-load")
+    env = listening.env
+    assert (await run("import", "--json", env=env)).code == 0  # the owner imports the list (no logs)
+    logs = await run("logs", failed["id"], env=env)
+    assert logs.code == 0, logs.err
+    assert logs.out == failed["logs"], "the owner fetched the whole log when it was opened"
+    view = (await run("status", failed["id"], "--json", env=env)).json()
+    assert view["stage"] == "failed" and view["overall_percent"] > 0 and "config.json" in view["error"]

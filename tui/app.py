@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -189,8 +190,6 @@ class ReplitrackApp(App[int]):
             self.needs_sign_in = True
             self.workers.cancel_group(self, "poller")
             self.connection_changed.publish(None)
-            import os
-
             where = (" It comes from REPLICATE_API_TOKEN: one pasted here is used now; change the variable "
                      "for later runs." if os.environ.get("REPLICATE_API_TOKEN") else "")
             self.sign_in(reason=f"Replicate refused the token replitrack has ({error}). It may have been "

@@ -193,6 +193,7 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         printer.note("notice", notice)
     client = ReplicateClient()
     poller: asyncio.Task[None] | None = None
+    details: asyncio.Task[int] | None = None
     quiet: Callable[[], None] = lambda: None  # unsubscribes the tunnel lines: none while stopping
     listener: Listener | None = None
     try:
@@ -217,12 +218,15 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         quiet = listener.subscribe_status(printer.tunnel)
         if not args.no_poll:
             poller = asyncio.create_task(service.poll_forever(printer.poll_error))
+            # finished trainings imported without their log: fetched in the background, resumably
+            details = asyncio.create_task(service.fetch_details())
         await stop.wait()
     finally:
         quiet()
-        if poller is not None:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+        for task in (poller, details):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if listener is not None:
             await listener.stop()
         await client.aclose()
