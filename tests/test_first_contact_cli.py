@@ -9,7 +9,6 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
