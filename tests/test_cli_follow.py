@@ -102,7 +102,11 @@ async def test_follow_json_lines_rebuild_the_log(sim: Simulator) -> None:
 
 async def test_watch_piped_prints_lines_and_exits_like_logs(sim: Simulator) -> None:
     ok, bad = await new_training(sim, steps=200), await new_training(sim, script="flux-fail-load")
-    hold = sim.hold(ok, at="100/200 [")  # halfway through its steps until watch has seen it run
+    # Held as its steps begin, then let 30 events (bar lines) further: running, with an ETA, and
+    # kept there until watch has seen it so (however the trainer spaces its bar lines).
+    hold = sim.hold(ok, at="flux_train_replicate:")
+    await hold.reached()
+    hold.step(30)
     process = await start("watch", ok, bad, *FAST, env=env_for(sim))
     assert process.stdout is not None
     seen: list[str] = []

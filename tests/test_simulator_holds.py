@@ -45,7 +45,7 @@ async def test_hold_before_a_line_then_step_one_event_at_a_time() -> None:
         await hold.reached()
         before = sim.training(tid)
         assert before["status"] == "processing"
-        assert "flux_train_replicate:" not in before["logs"] and "Caching latents" in before["logs"]
+        assert "flux_train_replicate:" not in before["logs"] and before["logs"], "everything up to that line"
         lines = len(before["logs"].splitlines())
         hold.step()
         for _ in range(200):
@@ -53,7 +53,7 @@ async def test_hold_before_a_line_then_step_one_event_at_a_time() -> None:
                 break
             await asyncio.sleep(0.01)
         after = sim.training(tid)["logs"]
-        assert "flux_train_replicate:   0%" in after.splitlines()[-1], "exactly the next event, then held again"
+        assert "flux_train_replicate:" in after.splitlines()[-1], "exactly the next event, then held again"
         await asyncio.sleep(0.1)
         assert sim.training(tid)["logs"] == after
         hold.release()
