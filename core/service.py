@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from core.client import ReplicateClient
-from core.errors import ReplitrackError, RateLimitError
+from core.errors import NotFoundError, ReplitrackError, RateLimitError
 from core.models import WEBHOOK_EVENTS, Status, Training, parse_time, utcnow
 from core.store import Store
 from core.models import Source
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 POLL_RUNNING = 5.0  # a running training with no webhooks
 POLL_WITH_WEBHOOKS = 60.0  # webhooks flow: polling is only a check
 WEBHOOKS_FLOWING = 90.0  # a webhook within this many seconds means webhooks flow
+DETAILS_PER_SECOND = 4.0  # background fetches of imported trainings: leaves room for everything else
+DESTINATION_PAGES = 20  # how far back (pages of 100) `sync owner/name` looks for a destination
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TrainingService:
         self.clock = clock
         self.webhook_url: str | None = None  # set while a tunnel is up; used for new trainings
         self.poll_running, self.poll_with_webhooks = POLL_RUNNING, POLL_WITH_WEBHOOKS
+        self._details_tried: set[str] = set()  # fetched in full this session (even if the log was empty)
 
     async def _apply(self, training: Training, source: Source) -> UpdateResult:
         result = self.updater.apply(training, source=source)
@@ -80,6 +83,41 @@ class TrainingService:
             if not url:
                 return count
 
+    def missing_details(self) -> list[str]:
+        """Finished trainings stored without their log, most recent first: an import lists
+        trainings without logs, so their final stage, progress and error are not known yet."""
+        records = [r for r in self.store.trainings()
+                   if Status.parse(r.get("status")).terminal and r["id"] not in self._details_tried
+                   and self.store.log_length(r["id"]) == 0]
+        records.sort(key=lambda r: str(r.get("created_at") or ""), reverse=True)
+        return [r["id"] for r in records]
+
+    async def fetch_details(self, training_ids: Sequence[str] | None = None, *,
+                            per_second: float = DETAILS_PER_SECOND,
+                            on_each: Callable[[int, int], None] | None = None) -> int:
+        """Fetch finished trainings in full (log, error, final stage and progress), most recent
+        first, at most `per_second` a second; a 429 waits as long as Replicate says. Resumable:
+        each one is stored as it comes, and the next call takes those that still lack a log.
+        Other errors (offline) stop it; returns how many were fetched."""
+        ids = self.missing_details() if training_ids is None else list(training_ids)
+        pause = 1.0 / per_second if per_second > 0 else 0.0
+        for done, tid in enumerate(ids, 1):
+            while True:
+                try:
+                    await self.refresh(tid, source="import")
+                except RateLimitError as error:
+                    await asyncio.sleep(error.retry_after or 30.0)
+                    continue
+                except NotFoundError:
+                    pass  # deleted on Replicate meanwhile: nothing more to learn
+                break
+            self._details_tried.add(tid)
+            if on_each:
+                on_each(done, len(ids))
+            if pause and done < len(ids):
+                await asyncio.sleep(pause)
+        return len(ids)
+
     async def differences(self) -> list[SyncItem]:
         """Trainings whose local state differs from Replicate: finished remotely but not locally,
         missed updates, never imported."""
@@ -108,19 +146,45 @@ class TrainingService:
     async def sync_completed(self, ref: str, version: str | None = None) -> UpdateResult:
         """Sync a finished model whose completion was missed. `ref` is a training id or a
         destination `owner/name` (its latest training); `version` (`owner/name:id` or just the id)
-        is checked against the training's output."""
+        is checked against the training's output (VersionMismatchError, after storing it).
+        A training the store never saw is fetched from Replicate and stored with its log and
+        final progress (an id directly; a destination by its latest training on the account)."""
         record = self.store.find(ref)
-        if record is None:
-            raise UnknownTrainingError(ref)
-        result = await self.refresh(record["id"], source="sync")
+        if record is not None:
+            training_id = record["id"]
+        elif "/" in ref:
+            training_id = await self._latest_training_of(ref)
+        else:
+            training_id = ref
+        try:
+            result = await self.refresh(training_id, source="sync")
+        except NotFoundError:
+            if record is None:
+                raise UnknownTrainingError(ref, on_replicate=True) from None
+            raise
         if version and result.record:
             got = result.record.get("output_version") or ""
             if got.split(":")[-1] != version.split(":")[-1]:
-                raise ReplitrackError(
-                    f"training {record['id']} produced version {got or '(none yet)'}, not {version}: "
+                raise VersionMismatchError(
+                    f"training {training_id} produced version {got or '(none yet)'}, not {version}: "
                     "check the version, or sync without one"
                 )
         return result
+
+    async def _latest_training_of(self, destination: str) -> str:
+        """The newest training on the account whose destination is `destination`. Replicate names
+        a training's destination only in a succeeded training's output version."""
+        pages, url = 0, None
+        while pages < DESTINATION_PAGES:
+            trainings, url = await self.client.list_trainings_page(url)
+            pages += 1
+            for training in trainings:
+                named = training.destination or (training.output_version or "").partition(":")[0]
+                if named == destination:
+                    return training.id
+            if not url:
+                break
+        raise UnknownTrainingError(destination, on_replicate=True)
 
     async def cancel(self, training_id: str) -> UpdateResult:
         return await self._apply(await self.client.cancel_training(training_id), "cancel")
@@ -188,9 +252,19 @@ class TrainingService:
 
 
 class UnknownTrainingError(ReplitrackError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(
-            f"no training {ref!r} in the local store: check the id (Replicate training ids look like "
-            "zz4ibbonubfz7carwiefibzgga) or run `replitrack import` to fetch your trainings"
-        )
+    def __init__(self, ref: str, *, on_replicate: bool = False) -> None:
+        if on_replicate and "/" in ref:
+            message = (f"no training of {ref!r} on Replicate, nor in the local store: check the name (a "
+                       "destination is known from a succeeded training's output), or give the training id")
+        elif on_replicate:
+            message = (f"no training {ref!r} on Replicate, nor in the local store: check the id "
+                       "(Replicate training ids look like zz4ibbonubfz7carwiefibzgga)")
+        else:
+            message = (f"no training {ref!r} in the local store: check the id (Replicate training ids look "
+                       "like zz4ibbonubfz7carwiefibzgga) or run `replitrack import` to fetch your trainings")
+        super().__init__(message)
         self.ref = ref
+
+
+class VersionMismatchError(ReplitrackError):
+    """A synced training's output is not the version the caller expected."""

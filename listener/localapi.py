@@ -30,10 +30,10 @@ from typing import Any
 
 from aiohttp import web
 
-from core.errors import ApiError, NotFoundError, ReplitrackError
+from core.errors import ApiError, BadArgumentError, NotFoundError, ReplitrackError
 from core.formats import stage_label
 from core.models import Status
-from core.service import TrainingService, UnknownTrainingError
+from core.service import TrainingService, UnknownTrainingError, VersionMismatchError
 from core.views import logs_view, tracked_status_view
 from listener.receiver import WebhookReceiver, problem
 
@@ -155,7 +155,9 @@ class LocalApi:
                                f"Replicate could not be asked: {error}")
         if record is None:
             return _unknown(ref)
-        if not live and not Status.parse(record.get("status")).terminal:
+        # running, or finished but imported without its log: fetch it now
+        if not live and (not Status.parse(record.get("status")).terminal
+                         or self.service.store.log_length(record["id"]) == 0):
             try:
                 record = (await self.service.refresh(record["id"])).record or record
                 live = True
@@ -189,8 +191,12 @@ class LocalApi:
             return problem(404, "not_found_on_replicate", str(error))
         except ApiError as error:
             return problem(502, "replicate_error", str(error))
-        except ReplitrackError as error:  # the version does not match the training's output
+        except VersionMismatchError as error:  # stored, but not the version asked about
             return problem(409, "version_mismatch", str(error))
+        except BadArgumentError as error:
+            return problem(400, "bad_model_id", str(error))
+        except ReplitrackError as error:  # offline, no token
+            return problem(502, "replicate_unavailable", f"could not ask Replicate about {ref.strip()!r}: {error}")
         record = result.record or self.service.store.find(ref.strip()) or {}
         return web.json_response({"ok": True, "id": result.training_id, "outcome": result.outcome,
                                   "status": self._status(record) if record else None})

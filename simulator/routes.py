@@ -42,6 +42,11 @@ def build_app(sim: Simulator) -> web.Application:
             web.post("/v1/files", upload_file),
             web.get("/v1/files/{file_id}", get_file),
             web.get("/v1/files/{file_id}/download", download_file),
+            # Simulator-only (not Replicate's): hold a training at a point, step it, release it.
+            web.get("/simulator/holds", list_holds),
+            web.post("/simulator/holds", add_hold),
+            web.post("/simulator/holds/{hold_id}/step", step_hold),
+            web.post("/simulator/holds/{hold_id}/release", release_hold),
         ]
     )
     return app
@@ -223,3 +228,46 @@ async def get_file(request: web.Request) -> web.Response:
 async def download_file(request: web.Request) -> web.Response:
     stored = request.app[SIMULATOR].file_or_404(request.match_info["file_id"])
     return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
+
+
+# ---- simulator-only controls (see holds.py) --------------------------------------------------
+
+async def list_holds(request: web.Request) -> web.Response:
+    return ok({"holds": [hold.as_json() for hold in request.app[SIMULATOR].holds]})
+
+
+async def add_hold(request: web.Request) -> web.Response:
+    sim = request.app[SIMULATOR]
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("at", "end"), str) or not body.get("at", "end"):
+        raise problem(422, "Input validation failed", "- at: 'start', 'end' or text of a log line\n")
+    training_id = body.get("training_id")
+    if training_id is not None:
+        sim.record_or_404(str(training_id))
+    return ok(sim.hold(training_id, at=body.get("at", "end")).as_json(), status=201)
+
+
+def _hold_or_404(request: web.Request):  # type: ignore[no-untyped-def]
+    try:
+        hold = request.app[SIMULATOR].holds.get(int(request.match_info["hold_id"]))
+    except ValueError:
+        hold = None
+    if hold is None:
+        raise problem(404, "Not found", "The requested hold does not exist (or was released).")
+    return hold
+
+
+async def step_hold(request: web.Request) -> web.Response:
+    hold = _hold_or_404(request)
+    body = await _json_body(request)
+    events = body.get("events", 1) if isinstance(body, dict) else 1
+    if not isinstance(events, int) or events < 1:
+        raise problem(422, "Input validation failed", "- events: a positive integer\n")
+    hold.step(events)
+    return ok(hold.as_json())
+
+
+async def release_hold(request: web.Request) -> web.Response:
+    hold = _hold_or_404(request)
+    hold.release()
+    return ok(hold.as_json())

@@ -35,6 +35,7 @@ from .errors import (
 from . import paging
 from .faults import Faults
 from .formats import iso, new_id, new_version_id, new_webhook_secret
+from .holds import Hold, Holds
 from .records import EVENTS, DEFAULT_EVENTS, FileRecord, ModelRecord, TrainingRecord, VersionRecord
 from .prediction_routes import routes as prediction_routes
 from .routes import build_app
@@ -100,6 +101,7 @@ class Simulator:
         self._models: dict[str, ModelRecord] = {}
         self._window = (0.0, 0)  # rate-limit window start (loop time) and requests in it
         self._runner: web.AppRunner | None = None
+        self.holds = Holds()
         self._webhooks = WebhookSender(
             secret=self.webhook_secret,
             faults=lambda: self._faults,
@@ -159,6 +161,7 @@ class Simulator:
 
     async def stop(self) -> None:
         """Cancel every running script and webhook delivery, then close the server."""
+        self.holds.release_all()
         tasks = [t.task for t in self._trainings.values() if t.task is not None and not t.task.done()]
         for task in tasks:
             task.cancel()
@@ -200,6 +203,15 @@ class Simulator:
     @webhook_retry_delays.setter
     def webhook_retry_delays(self, delays: list[float]) -> None:
         self._webhooks.retry_delays = tuple(delays)
+
+    def hold(self, training_id: str | None = None, *, at: str = "end") -> Hold:
+        """Stop a training (or, with no id, every training) just before `at` until released:
+        "start" (still starting), "end" (before it finishes), or text of a log line (before the
+        first line containing it). `await hold.reached()`, then `hold.step()` / `hold.release()`.
+        See holds.py."""
+        if training_id is not None and training_id not in self._trainings:
+            raise UnknownTrainingError(training_id)
+        return self.holds.add(at, training_id)
 
     def add_model(
         self,
@@ -475,6 +487,7 @@ class Simulator:
             for earlier in record.wait_for:
                 await earlier.done.wait()
             await self._sleep_simulated(boot)
+            await self.holds.gate(record.id, starting=True)
             if record.stuck:
                 await asyncio.Event().wait()  # until canceled
             record.status = "processing"
@@ -504,6 +517,11 @@ class Simulator:
                     await asyncio.sleep(0)  # running late: still let the server answer
             if record.terminal:
                 return
+            lines = tuple(event.lines) if isinstance(event, (Emit, Fail)) else ()
+            if await self.holds.gate(record.id, lines=lines, final=isinstance(event, (Succeed, Fail))):
+                deadline = loop.time()  # held: go on from now, not in a burst to catch up
+                if record.terminal:
+                    return
             if isinstance(event, Emit):
                 if record.append(list(event.lines)):
                     self._webhooks.notify(record, "logs")

@@ -1,15 +1,23 @@
-"""Running the real `replitrack` command as a subprocess, for the CLI tests.
+"""Running the real `replitrack` command for the CLI tests.
 
-Subprocesses are started with asyncio so that a simulator (or listener) running in the test's
-event loop keeps serving while the command talks to it.
+`run` calls the real entry point, `main(argv)`, in a worker thread of this process, with the
+command's environment, stdout and stderr of its own: what a subprocess would do, without paying
+for a new interpreter each time (most of the suite's time went there). Where the process itself is
+the point (signals, a terminal, a closed pipe, a second process beside an owner), `start` and
+`run(..., process=True)` start a real one. Either way the simulator (or listener) running in the
+test's event loop keeps serving while the command talks to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sys
+import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +61,42 @@ async def start(*args: str, env: dict[str, str] | None = None) -> asyncio.subpro
     )
 
 
-async def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> Result:
-    """Run `replitrack ARGS...` to completion."""
+_ONE_AT_A_TIME = threading.Lock()  # a command in this process owns os.environ and sys.stdout/err
+
+
+def _run_here(args: tuple[str, ...], env: dict[str, str]) -> Result:
+    from tui.cli.main import main
+
+    with _ONE_AT_A_TIME:
+        saved = dict(os.environ)
+        out, err = io.StringIO(), io.StringIO()
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(list(args))
+                except SystemExit as exit:  # argparse's usage errors, --help, --version
+                    code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+                except BaseException:  # what the interpreter would print before dying
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+async def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0,
+              process: bool = False) -> Result:
+    """Run `replitrack ARGS...` to completion (see the module docstring for `process`)."""
+    if not process:
+        try:
+            result = await asyncio.wait_for(asyncio.to_thread(_run_here, args, env or cli_env()), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"replitrack {' '.join(args)} did not finish in {timeout} s") from None
+        assert "Traceback" not in result.err, f"replitrack {' '.join(args)} crashed:\n{result.err}"
+        return result
     process = await start(*args, env=env)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,17 @@ import pytest
 REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: two workers per core. Most tests wait (on a subprocess starting, on simulated
+    time), so one worker per core would leave the cores idle half the time."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "replitrack-home"
     monkeypatch.setenv("REPLITRACK_HOME", str(home))
+    monkeypatch.setenv("REPLITRACK_DEMO_HOME", str(tmp_path / "replitrack-demo"))  # never the user's cache
     for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "REPLICATE_WEBHOOK_SECRET", "NGROK_AUTHTOKEN"):
         monkeypatch.delenv(name, raising=False)
     return home

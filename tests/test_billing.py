@@ -41,6 +41,7 @@ async def test_status_json_has_billed_seconds_and_the_estimate(isolated_home: Pa
         assert plain["billed_seconds"] == done["metrics"]["predict_time"] and plain["estimated_cost"] is None
         (isolated_home / "config.json").write_text(json.dumps({"prices_per_second": {"gpu-h100": 0.001525},
                                                                "hardware": {FLUX: "gpu-h100"}}))
+        forget_prices()  # the CLI runs in this process: a new process would read the config afresh
         priced = (await run("status", done["id"], "--json", env=env)).json()
         assert priced["estimated_cost"] == round(done["metrics"]["predict_time"] * 0.001525, 4)
     finally:

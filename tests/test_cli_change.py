@@ -158,8 +158,10 @@ async def test_train_listen_without_an_instance_says_what_to_do(sim: Simulator) 
 
 # ----- cancel, retry ---------------------------------------------------------------------------
 
-async def start_training(sim: Simulator, *, steps: int = 6000) -> str:
-    """A training started by `replitrack train`, so the store knows its destination."""
+async def start_training(sim: Simulator, *, steps: int = 60) -> str:
+    """A training started by `replitrack train`, so the store knows its destination; it runs
+    until canceled (held before its end)."""
+    sim.hold(at="end")
     result = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", f"steps={steps}", env=env_for(sim))
     assert result.code == 0, result.err
     return result.out.strip()
@@ -178,6 +180,7 @@ async def test_cancel_then_retry(sim: Simulator) -> None:
     again = await run("cancel", tid, env=env)
     assert again.code == 1 and "has already canceled: there is nothing to cancel" in again.err
 
+    sim.hold(at="start")  # the retry stays queued: retrying it again is refused
     retry = await run("retry", tid, env=env)
     assert retry.code == 0, retry.err
     new_id = retry.out.strip()

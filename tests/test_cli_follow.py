@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cli_helpers import cli_env, run, start
+from cli_helpers import Result, cli_env, run, start
 from core.views import LOGS_KEYS, STATUS_KEYS
 from simulator import Simulator
 
@@ -60,7 +60,8 @@ async def test_follow_exits_1_on_failure_and_says_why(sim: Simulator) -> None:
 
 
 async def test_follow_exits_2_when_canceled_midway(sim: Simulator) -> None:
-    tid = await new_training(sim, steps=6000)
+    tid = await new_training(sim, steps=30)
+    sim.hold(tid, at="end")  # it cannot end before the follower has started
     process = await start("logs", tid, "--follow", *FAST, env=env_for(sim))
     assert process.stdout is not None
     first = await asyncio.wait_for(process.stdout.readline(), 20)  # it is streaming
@@ -100,8 +101,22 @@ async def test_follow_json_lines_rebuild_the_log(sim: Simulator) -> None:
 
 
 async def test_watch_piped_prints_lines_and_exits_like_logs(sim: Simulator) -> None:
-    ok, bad = await new_training(sim, steps=2000), await new_training(sim, script="flux-fail-load")
-    result = await run("watch", ok, bad, *FAST, env=env_for(sim))
+    ok, bad = await new_training(sim, steps=200), await new_training(sim, script="flux-fail-load")
+    # Held as its steps begin, then let 30 events (bar lines) further: running, with an ETA, and
+    # kept there until watch has seen it so (however the trainer spaces its bar lines).
+    hold = sim.hold(ok, at="flux_train_replicate:")
+    await hold.reached()
+    hold.step(30)
+    process = await start("watch", ok, bad, *FAST, env=env_for(sim))
+    assert process.stdout is not None
+    seen: list[str] = []
+    while not any(ok in line and "processing" in line and "ETA" in line for line in seen):
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert line, f"watch ended before {ok} did: {seen}"
+        seen.append(line.decode())
+    hold.release()
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    result = Result(process.returncode or 0, "".join(seen) + out.decode(), err.decode())
     assert result.code == 1, "any failure makes watch exit 1"
     lines = result.out.splitlines()
     assert any(ok in line and "succeeded" in line and "100%" in line for line in lines)
@@ -123,7 +138,8 @@ async def test_watch_json_lines_are_status_views(sim: Simulator) -> None:
 
 
 async def test_watch_exit_2_when_canceled(sim: Simulator) -> None:
-    tid = await new_training(sim, steps=6000)
+    tid = await new_training(sim, steps=30)
+    sim.hold(tid, at="end")
     process = await start("watch", tid, "--json", *FAST, env=env_for(sim))
     assert process.stdout is not None
     await asyncio.wait_for(process.stdout.readline(), 20)

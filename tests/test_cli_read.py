@@ -29,6 +29,11 @@ def env_for(sim: Simulator, **extra: str) -> dict[str, str]:
     return cli_env(sim.base_url, sim.token, **extra)
 
 
+async def finished(sim: Simulator, training_id: str) -> None:
+    while sim.training(training_id)["status"] != "succeeded":
+        await asyncio.sleep(0.02)
+
+
 async def seed_finished(sim: Simulator, count: int = 2) -> list[dict]:
     return [sim.add_finished_training(FLUX, "demo-user/portraits", {"input_images": "https://example.invalid/i.zip",
                                                                     "steps": 20 + i}, ended_ago=3600 + i)
@@ -69,7 +74,7 @@ async def test_import_then_list_and_status(sim: Simulator) -> None:
 
     imported = await run("import", "--json", env=env)
     assert imported.code == 0, imported.err
-    assert imported.json() == {"imported": 4, "pages": 1, "stored": 4}
+    assert imported.json() == {"imported": 4, "pages": 1, "stored": 4, "details": 4}
 
     listing = (await run("list", "--json", env=env)).json()
     newest_first = sorted([failed, *seeded], key=lambda t: t["created_at"], reverse=True)
@@ -102,21 +107,20 @@ async def test_import_then_list_and_status(sim: Simulator) -> None:
 
 async def test_import_pages_through_everything(sim: Simulator) -> None:
     await seed_finished(sim, 130)
-    result = await run("import", env=env_for(sim))
+    result = await run("import", "--no-details", env=env_for(sim))
     assert result.code == 0, result.err
     assert "Imported 130 training(s) in 2 page(s)" in result.out
     assert "page 1: 100" in result.err and "page 2: 130" in result.err, "progress is shown on stderr"
 
 
 async def test_list_fetches_unfinished_trainings_first(sim: Simulator) -> None:
+    hold = sim.hold(at="end")  # it runs, but does not finish until released
     created = await sim.create_training(FLUX, "demo-user/portraits",
                                         {"input_images": "https://example.invalid/i.zip", "steps": 5})
     env = env_for(sim)
     assert (await run("status", created["id"], env=env)).code == 0  # stored while it runs
-    for _ in range(200):
-        if sim.training(created["id"])["status"] == "succeeded":
-            break
-        await asyncio.sleep(0.05)
+    hold.release()
+    await asyncio.wait_for(finished(sim, created["id"]), 30)
     stale = (await run("list", "--no-refresh", "--json", env=env)).json()
     assert stale[0]["status"] in ("starting", "processing")
     fresh = (await run("list", "--json", env=env)).json()
@@ -141,6 +145,7 @@ async def test_unknown_id_names_the_fix(sim: Simulator) -> None:
 
 
 async def test_status_fetches_a_training_the_store_does_not_have(sim: Simulator) -> None:
+    sim.hold(at="end")
     created = await sim.create_training(FLUX, "demo-user/portraits", {"input_images": "https://example.invalid/i.zip"})
     view = (await run("status", created["id"], "--json", env=env_for(sim))).json()
     assert view["id"] == created["id"] and view["status"] in ("starting", "processing")

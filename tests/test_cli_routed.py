@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from cli_helpers import cli_env, run, start
+from cli_helpers import Result, cli_env, run, start
 from core.views import STATUS_KEYS
 from simulator import Simulator
 
@@ -70,6 +70,12 @@ async def listening(sim: Simulator) -> AsyncIterator[Listening]:
     await drain
 
 
+async def finish(process: asyncio.subprocess.Process, already_read: bytes = b"") -> Result:
+    out, err = await asyncio.wait_for(process.communicate(), 40)
+    assert b"Traceback" not in err, err.decode()
+    return Result(process.returncode or 0, (already_read + out).decode(), err.decode())
+
+
 async def local(listening: Listening, path: str) -> object:
     async with httpx.AsyncClient() as http:
         response = await http.get(listening.api + path)
@@ -111,13 +117,19 @@ async def test_sync_goes_through_the_owner_and_reads_match_its_api(sim: Simulato
 
 async def test_train_listen_then_follow_what_webhooks_bring(sim: Simulator, listening: Listening) -> None:
     env = listening.env
-    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=1500", "--listen", env=env)
+    hold = sim.hold(at="end")  # it does not end before both followers are following
+    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=300", "--listen", env=env)
     assert started.code == 0, started.err
     tid = started.out.strip()
     assert sim.training(tid)["status"] in ("starting", "processing")
 
-    follow, watch = await asyncio.gather(run("logs", tid, "--follow", env=env, timeout=40),
-                                         run("watch", tid, "--json", env=env, timeout=40))
+    following = []
+    for args in (("logs", tid, "--follow"), ("watch", tid, "--json")):
+        process = await start(*args, env=env)
+        assert process.stdout is not None
+        following.append((process, await asyncio.wait_for(process.stdout.readline(), 20)))  # it follows
+    hold.release()
+    follow, watch = [await finish(process, first) for process, first in following]
     assert follow.code == 0, follow.err
     assert watch.code == 0, watch.err
     views = watch.json_lines()
@@ -149,7 +161,8 @@ async def test_train_listen_then_follow_what_webhooks_bring(sim: Simulator, list
 
 async def test_cancel_and_retry_beside_the_owner(sim: Simulator, listening: Listening) -> None:
     env = listening.env
-    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=6000", env=env)
+    sim.hold(at="end")  # nothing started here ends by itself
+    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=60", env=env)
     assert started.code == 0, started.err
     tid = started.out.strip()
     assert (await local(listening, f"/api/models/{tid}/status"))["id"] == tid, "the owner tracks it at once"
@@ -176,7 +189,8 @@ async def test_cancel_and_retry_beside_the_owner(sim: Simulator, listening: List
 
 async def test_follow_survives_the_owner_stopping(sim: Simulator, listening: Listening) -> None:
     env = listening.env
-    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=6000", env=env)
+    sim.hold(at="end")
+    started = await run("train", FLUX, "-d", DEST, "--images", IMAGES, "-i", "steps=60", env=env)
     tid = started.out.strip()
     follower = await start("logs", tid, "--follow", "--interval", "0.2", env=env)
     assert follower.stdout is not None
@@ -204,3 +218,14 @@ async def test_events_without_an_owner_read_the_log_and_replay(sim: Simulator, l
     assert replay.code == 0, replay.err
     assert f"replayed {first['id']}" in replay.err
     assert replay.out.strip().startswith("ev")
+
+
+async def test_a_bare_import_opened_beside_the_owner_is_fetched_at_once(sim: Simulator, listening: Listening) -> None:
+    failed = sim.add_finished_training(FLUX, DEST, {"input_images": IMAGES, "steps": 10}, script="flux-fail-load")
+    env = listening.env
+    assert (await run("import", "--json", env=env)).code == 0  # the owner imports the list (no logs)
+    logs = await run("logs", failed["id"], env=env)
+    assert logs.code == 0, logs.err
+    assert logs.out == failed["logs"], "the owner fetched the whole log when it was opened"
+    view = (await run("status", failed["id"], "--json", env=env)).json()
+    assert view["stage"] == "failed" and view["overall_percent"] > 0 and "config.json" in view["error"]

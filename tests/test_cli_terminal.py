@@ -99,8 +99,9 @@ async def test_watch_draws_bars_on_a_terminal(sim: Simulator) -> None:
 
 
 async def test_ctrl_c_while_following_exits_130_quietly(sim: Simulator) -> None:
+    sim.hold(at="end")  # still running when Ctrl+C comes
     created = await sim.create_training(FLUX, "demo-user/portraits",
-                                        {"input_images": "https://example.invalid/i.zip", "steps": 6000})
+                                        {"input_images": "https://example.invalid/i.zip", "steps": 60})
     process = await start("logs", created["id"], "--follow", "--interval", "0.1",
                           env=cli_env(sim.base_url, sim.token))
     assert process.stdout is not None

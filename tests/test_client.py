@@ -2,7 +2,7 @@
 multipart uploads, refused connections and timeouts.
 
 Every fixture body is validated with jsonschema against the official OpenAPI document in
-/work/shared/reference, so the client is tested against what Replicate really sends."""
+tests/fixtures/reference, so the client is tested against what Replicate really sends."""
 
 from __future__ import annotations
 

@@ -65,8 +65,9 @@ async def test_sync_completed_validates_its_body(isolated_home: Path) -> None:
         assert code == 400 and "modelId" in data["detail"]
         code, data, _ = await post(url, b"modelId=x", {"content-type": "application/x-www-form-urlencoded"})
         assert code == 415
+        # not stored, so Replicate is asked (sync finds what the store never saw); it cannot be here
         code, data, _ = await post(url, b'{"modelId": "me/unknown"}', {"content-type": "application/json"})
-        assert code == 404 and "replitrack import" in data["detail"]
+        assert code == 502 and "'me/unknown'" in data["detail"] and "REPLICATE_API_TOKEN" in data["detail"]
 
 
 async def test_events_are_listed_inspected_and_replayed(isolated_home: Path,

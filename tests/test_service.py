@@ -62,8 +62,8 @@ async def test_sync_completed_checks_the_version(simulator, service) -> None:  #
     assert result.record["output_version"] == version
     with pytest.raises(ReplitrackError, match="not demo-user/my-lora:0000"):
         await service.sync_completed(done["id"], "demo-user/my-lora:" + "0" * 64)
-    with pytest.raises(UnknownTrainingError, match="replitrack import"):
-        await service.sync_completed("someone/else")
+    with pytest.raises(UnknownTrainingError, match="no training of 'someone/else' on Replicate"):
+        await service.sync_completed("someone/else")  # not here, and not on the account either
 
 
 async def test_retry_starts_the_same_training_again(simulator, service) -> None:  # type: ignore[no-untyped-def]

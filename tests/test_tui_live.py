@@ -205,7 +205,7 @@ async def test_new_training_creates_the_missing_destination_and_uploads_a_folder
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=8,
                            what="the offer to create the destination")
-            assert "does not exist" in screen_text(app)
+            await wait_for(pilot, lambda: "does not exist" in screen_text(app), what="the question on screen")
             await pilot.press("y")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), timeout=8, what="the new training")
             started = env.sim.trainings()[0]

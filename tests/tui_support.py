@@ -29,7 +29,8 @@ class Env:
 
     def app(self, **options: Any) -> ReplitrackApp:
         options.setdefault("poll", False)  # tests drive updates themselves unless they say so
-        return create_app(self.service, simulator=self.sim, mode="demo", **options)
+        options.setdefault("mode", "demo")
+        return create_app(self.service, simulator=self.sim, **options)
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -24,7 +25,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from core.errors import NetworkError, ReplitrackError, ServerError
+from core.errors import AuthError, NetworkError, ReplitrackError, ServerError
 from core.models import TERMINAL, utcnow
 from core.observers import Observers
 from core.service import TrainingService
@@ -38,6 +39,14 @@ from tui.widgets.status_line import Connection, tunnel_note
 
 log = logging.getLogger(__name__)
 ERROR_REPEAT = 60.0  # seconds before the same kind of polling error is shown again
+# Toast titles people read (never an exception's class name); the first matching class wins.
+ERROR_TITLES: tuple[tuple[str, str], ...] = (
+    ("AuthError", "Replicate refused the token"), ("RateLimitError", "Replicate is rate limiting"),
+    ("NetworkError", "Can't reach Replicate"), ("ServerError", "Replicate had a problem"),
+    ("NotFoundError", "Not found on Replicate"), ("ValidationError", "Replicate refused the request"),
+    ("BadArgumentError", "Check the input"), ("ConfigError", "Setup needed"),
+    ("StoreError", "The local store"), ("ApiError", "Replicate answered with an error"),
+)
 
 
 class TrainingsChanged(Message):
@@ -95,7 +104,9 @@ class ReplitrackApp(App[int]):
         self.boot = boot  # slow set-up (the demo's simulator) run after the first paint
         self.booting = boot is not None  # until the boot has run: the header says "starting", not "no listener"
         self.listener_factory = listener_factory  # builds the listener after the first paint
-        self.connection = Connection(mode=mode, signed_in=bool(service.client.token))
+        # On an account, a token is only "live" once Replicate accepted it (start_background).
+        self.connection = Connection(mode=mode, signed_in=bool(service.client.token),
+                                     checking=mode == "live" and bool(service.client.token))
         self.records: dict[str, dict[str, Any]] = {}  # training id → its record, live figures merged
         self.log_sinks: dict[str, Observers[str]] = {}  # training id → who shows its log
         self.trainings_changed: Signal[frozenset[str]] = Signal(self, "trainings-changed")
@@ -171,7 +182,7 @@ class ReplitrackApp(App[int]):
         if self.boot is not None:
             self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
         elif self.needs_sign_in:
-            self.sign_in(then=self.start_background)
+            self.sign_in()
         else:
             self.start_background()
 
@@ -190,7 +201,7 @@ class ReplitrackApp(App[int]):
             self.booting = False
             self._refresh_listener_state()
         if self.needs_sign_in:
-            self.sign_in(then=self.start_background)
+            self.sign_in()
         else:
             self.start_background()
 
@@ -199,19 +210,54 @@ class ReplitrackApp(App[int]):
             self._unsubscribe()
         self.inspector.detach()
 
-    def start_background(self) -> None:
-        """Polling (and the first import) once there is a token to use."""
+    def start_background(self, *, signed_in_now: bool = False) -> None:
+        """Polling (and the first import) once there is a token to use. On an account, the
+        token is checked first: a wrong or revoked one opens the sign-in screen with the reason,
+        and nothing says "live" meanwhile. `signed_in_now`: the person just signed in, so the
+        account's trainings are imported whatever the store already holds."""
         self.needs_sign_in = False
         self.connection.signed_in = bool(self.service.client.token)
+        if self.connection.mode == "live" and self.connection.signed_in:
+            self.connection.checking = True
+            self.connection_changed.publish(None)
+            self.run_worker(self._check_token_then_start(signed_in_now), name="account", group="account",
+                            exclusive=True, exit_on_error=False)
+        else:
+            self._start_services(signed_in_now)
+
+    async def _check_token_then_start(self, signed_in_now: bool) -> None:
+        try:
+            account = await self.service.client.account()
+        except AuthError as error:
+            self.connection.checking = False
+            self.connection.signed_in = False
+            self.needs_sign_in = True
+            self.workers.cancel_group(self, "poller")
+            self.connection_changed.publish(None)
+            where = (" It comes from REPLICATE_API_TOKEN: one pasted here is used now; change the variable "
+                     "for later runs." if os.environ.get("REPLICATE_API_TOKEN") else "")
+            self.sign_in(reason=f"Replicate refused the token replitrack has ({error}). It may have been "
+                                f"revoked or mistyped: paste a valid one.{where}")
+            return
+        except ReplitrackError:
+            account = {}  # offline or Replicate down: the poller says so and keeps trying
+        self.connection.checking = False
+        self.connection.account = str(account.get("username") or "") or None
+        self.connection_changed.publish(None)
+        self._start_services(signed_in_now)
+
+    def _start_services(self, signed_in_now: bool = False) -> None:
+        """The listener, the first import and the poller: what a usable token starts."""
         if self.start_listener and (self.listener is not None or self.listener_factory is not None):
             self.start_listener = False
             self.run_worker(self._start_listener(), name="listener", group="listener", exit_on_error=False)
-        if self.import_on_start and not self.records:
-            self.run_worker(self.import_all(), name="import", group="import", exclusive=True, exit_on_error=False)
+        do_import = self.import_on_start and (signed_in_now or not self.records)
+        if (do_import or self.poll) and self.service.client.token:
+            self.run_worker(self._import_then_details(do_import), name="import", group="import", exclusive=True,
+                            exit_on_error=False)
         if self.poll:
             self.run_worker(self.service.poll_forever(on_error=self._poll_error), name="poller",
                             group="poller", exclusive=True, exit_on_error=False)
-        self.run_worker(self._load_account(), group="account", exit_on_error=False)
 
     async def _start_listener(self) -> None:
         try:
@@ -223,27 +269,22 @@ class ReplitrackApp(App[int]):
             self.report(error)
         self._refresh_listener_state()
 
-    async def _load_account(self) -> None:
-        if self.connection.mode != "live":
-            return
-        try:
-            account = await self.service.client.account()
-        except ReplitrackError:
-            return  # the poller reports connection problems; the name is only decoration
-        self.connection.account = str(account.get("username") or "") or None
-        self.connection_changed.publish(None)
-
-    def sign_in(self, then: Callable[[], object] | None = None) -> None:
+    def sign_in(self, then: Callable[[], object] | None = None, *, reason: str | None = None) -> None:
+        """Ask for a token. On success whatever a token starts is started (listener, poller,
+        import: also when the sign-in came from the New-training form), then `then` runs."""
         from tui.screens.sign_in import SignInScreen  # loaded when first shown, for start-up time
 
         def done(ok: bool | None) -> None:
-            if ok and then:
-                then()
-            elif not ok:
+            if ok:
+                if self.needs_sign_in or self.connection.mode == "live":
+                    self.start_background(signed_in_now=True)
+                if then is not None:
+                    then()
+            else:
                 self.notify("Not signed in: nothing can be fetched from Replicate. Press ctrl+p → "
                             "Sign in to try again.", severity="warning", markup=False)
 
-        self.push_screen(SignInScreen(), done)
+        self.push_screen(SignInScreen(reason=reason), done)
 
     # ----- the stream of updates ---------------------------------------------------------------
     def _on_update(self, result: UpdateResult) -> None:
@@ -335,7 +376,7 @@ class ReplitrackApp(App[int]):
     def _refresh_listener_state(self) -> None:
         listener = self.listener
         if listener is None:
-            starting = self.booting or self.listener_factory
+            starting = self.booting or self.listener_factory and not self.needs_sign_in  # nothing starts signed out
             self.connection.public_url = None
             self.connection.listener_error = "tunnel starting…" if starting else "no listener"
         else:
@@ -363,7 +404,9 @@ class ReplitrackApp(App[int]):
         """Show an error to the person and keep running. ReplitrackErrors say what to do;
         anything else is a bug, said as such (and logged with its traceback)."""
         if isinstance(error, ReplitrackError):
-            title, message = type(error).__name__.removesuffix("Error") or "Error", str(error)
+            kinds = {cls.__name__ for cls in type(error).__mro__}
+            title = next((text for kind, text in ERROR_TITLES if kind in kinds), "Couldn't do that")
+            message = str(error)
         else:
             log.error("unexpected error", exc_info=error)
             title, message = "Unexpected error", f"{type(error).__name__}: {error} (replitrack keeps running)"
@@ -403,6 +446,18 @@ class ReplitrackApp(App[int]):
         self.notify(f"Imported {count} trainings from your account.", title="Import", markup=False)
         return count
 
+    async def _import_then_details(self, do_import: bool) -> None:
+        """The first import, then (while the app keeps itself up to date) the log, error and final
+        progress of each finished training imported without them, most recent first, at a pace
+        that leaves Replicate's rate limit to everything else. Opening one fetches it at once."""
+        if do_import:
+            await self.import_all()
+        if self.poll:
+            try:
+                await self.service.fetch_details()
+            except ReplitrackError:
+                pass  # offline or signed out: the poller says so; the next start goes on from here
+
     def confirm_then(self, question: str, action: Callable[[], Awaitable[Any]]) -> None:
         from tui.screens.confirm import ConfirmScreen  # loaded when first shown, for start-up time
 
@@ -440,8 +495,27 @@ class ReplitrackApp(App[int]):
     def open_training_page(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
         url = view.get("web_url") or f"https://replicate.com/p/{training_id}"
-        self.open_url(url)
+        if self.open_url(url) is False:  # type: ignore[func-returns-value]
+            # Nothing could open it (no browser, an SSH session): the URL, copied, to paste.
+            self.copy_to_clipboard(url)
+            self.notify(f"Couldn't open a browser: {url} (copied to the clipboard)", severity="warning",
+                        markup=False, timeout=10)
+            return
         self.notify(f"Opened {url}", markup=False, timeout=3)
+
+    def open_url(self, url: str, *, new_tab: bool = True) -> bool | None:  # type: ignore[override]
+        """Textual's open_url, but in a terminal say whether a browser took it (False: none did)."""
+        from textual.drivers.web_driver import WebDriver
+
+        if isinstance(self._driver, WebDriver):
+            super().open_url(url, new_tab=new_tab)
+            return None
+        import webbrowser
+
+        try:
+            return bool(webbrowser.open(url, new=2 if new_tab else 0))
+        except webbrowser.Error:
+            return False
 
     def copy(self, what: str, value: str | None) -> None:
         if not value:
@@ -511,7 +585,11 @@ class ReplitrackApp(App[int]):
             self.push_screen(HelpScreen(self.screen))
 
     def action_sign_in(self) -> None:
-        self.sign_in(then=self.start_background if self.needs_sign_in else None)
+        self.sign_in()
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C (outside a text field, where it copies) leaves like every command: exit 130."""
+        self.exit(return_code=130)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

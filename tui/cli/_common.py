@@ -177,9 +177,16 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     training may still change (or is not stored yet), it is fetched from Replicate first; when
     Replicate cannot be reached, what is stored is shown with a warning."""
     owner = store_owner()
+    if owner is not None and owner.api:
+        with open_store(write=False) as store:
+            record = store.find(ref.strip())
+            imported_bare = record is not None and _lacks_details(store, record)
+        if imported_bare:  # imported without its log: the owner fetches it now
+            await adopt(owner, record["id"])  # type: ignore[index]
     with open_store(write=owner is None) as store:
         record = store.find(ref.strip())
-        if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal):
+        if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal
+                                   or _lacks_details(store, record)):
             from core.service import TrainingService, UnknownTrainingError  # httpx: loaded when used, for start-up time
 
             if record is None and not ID_PATTERN.match(ref.strip()):
@@ -199,6 +206,11 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
             record = record or find_record(store, ref)
             view = live_view(store, record)
         return view, store.read_log(record["id"]) if with_log else ""
+
+
+def _lacks_details(store: Store, record: dict[str, Any]) -> bool:
+    """Finished, but imported from the list without its log (so without its final progress)."""
+    return Status.parse(record.get("status")).terminal and store.log_length(record["id"]) == 0
 
 
 REFRESH_CONCURRENCY = 8  # well under Replicate's 3000 requests/min, and quick for a few dozen

@@ -1,4 +1,5 @@
-"""`replitrack import`: bring every training of the account into the store (all pages)."""
+"""`replitrack import`: bring every training of the account into the store (all pages), then
+each finished one in full (log, error, final progress), most recent first."""
 
 from __future__ import annotations
 
@@ -15,27 +16,37 @@ from tui.cli import _output as o
 def register(subparsers: Any) -> None:
     parser = c.add_command(subparsers, "import", run, help="import every training of the account",
                            description="Fetch every training of the account from Replicate (all pages, "
-                                       "100 per page) into the local store, with a progress display.")
+                                       "100 per page) into the local store, with a progress display; then "
+                                       "the log, error and final progress of each finished training not "
+                                       "fetched before (most recent first; interrupted, the next import "
+                                       "goes on where it stopped).")
+    parser.add_argument("--no-details", action="store_true",
+                        help="only the list: skip fetching each finished training's log")
     c.add_json_flag(parser)
 
 
+DETAILS_PER_SECOND = 20.0  # fetches of finished trainings' details: well within Replicate's limits
+
+
 def run(args: argparse.Namespace) -> int:
-    report = c.run_async(import_all(quiet=args.json))
+    report = c.run_async(import_all(quiet=args.json, details=not args.no_details))
     if args.json:
         o.print_json(report)
     else:
         print(f"Imported {report['imported']} training(s) in {report['pages']} page(s); "
-              f"{report['stored']} in the store.")
+              f"{report['stored']} in the store"
+              + (f"; fetched the log of {report['details']} finished one(s)." if report.get("details") else "."))
     return c.EXIT_OK
 
 
-async def import_all(*, quiet: bool = False) -> dict[str, Any]:
-    """{"imported": trainings fetched, "pages": pages read, "stored": trainings now in the store}."""
+async def import_all(*, quiet: bool = False, details: bool = True) -> dict[str, Any]:
+    """{"imported": trainings fetched, "pages": pages read, "stored": trainings now in the store,
+    "details": finished trainings fetched in full}."""
     owner = c.store_owner()
     if owner is None:
         with c.open_store(write=True) as store:
             if not store.readonly:
-                return await _import_here(store, quiet)
+                return await _import_here(store, quiet, details)
         owner = c.store_owner() or c.Owner(None, None)
     if owner.api:
         answer = await c.LocalApi(owner).object("POST", "/api/import")
@@ -47,7 +58,7 @@ async def import_all(*, quiet: bool = False) -> dict[str, Any]:
     )
 
 
-async def _import_here(store: Any, quiet: bool) -> dict[str, Any]:
+async def _import_here(store: Any, quiet: bool, details: bool) -> dict[str, Any]:
     from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
     meter = _Meter(quiet)
@@ -58,12 +69,21 @@ async def _import_here(store: Any, quiet: bool) -> dict[str, Any]:
         pages = done
         meter.update(done, count)
 
+    fetched = 0
     try:
         async with c.make_client() as client:
-            count = await TrainingService(store, client).import_all(on_page)
+            service = TrainingService(store, client)
+            count = await service.import_all(on_page)
+            meter.close()
+            if details:
+                def on_each(done: int, total: int) -> None:
+                    if not quiet and (done % 25 == 0 or done == total):
+                        o.say(f"fetched the details of {done} of {total} finished training(s)")
+
+                fetched = await service.fetch_details(per_second=DETAILS_PER_SECOND, on_each=on_each)
     finally:
         meter.close()
-    return {"imported": count, "pages": pages, "stored": len(store)}
+    return {"imported": count, "pages": pages, "stored": len(store), "details": fetched}
 
 
 class _Meter:
@@ -93,3 +113,4 @@ class _Meter:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None

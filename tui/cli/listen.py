@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -103,14 +104,18 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgumentError("--no-tunnel and --public-url contradict each other: choose one")
     _check_port(args.port, "--port")
     _check_port(args.api_port, "--api-port")
+    no_authtoken = False
     if args.no_tunnel:
         tunnel = TunnelConfig.off()
     elif args.public_url:
         tunnel = TunnelConfig.url(args.public_url)
+    elif not os.environ.get("NGROK_AUTHTOKEN", "").strip():
+        # ngrok cannot open a tunnel without an authtoken: neither download it nor try
+        tunnel, no_authtoken = TunnelConfig.off(), True
     else:
         tunnel = TunnelConfig()
     options = {"events": parse_events(args.events), "max_body": parse_size(args.max_body),
-               "forward_to": _check_forward(args.forward_to), "tunnel": tunnel}
+               "forward_to": _check_forward(args.forward_to), "tunnel": tunnel, "no_authtoken": no_authtoken}
     return asyncio.run(_listen(args, options))
 
 
@@ -185,6 +190,7 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         printer.note("notice", notice)
     client = ReplicateClient()
     poller: asyncio.Task[None] | None = None
+    details: asyncio.Task[int] | None = None
     quiet: Callable[[], None] | None = None  # unsubscribes the tunnel lines: none while stopping
     listener: Listener | None = None
     try:
@@ -200,21 +206,25 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         listener.subscribe(printer.webhook)
         listener.subscribe_forwards(printer.forwarded)
         await listener.start()
-        _banner(printer, listener, args, options)
-        quiet = listener.subscribe_status(printer.tunnel)
-        if not args.no_poll:
-            poller = asyncio.create_task(service.poll_forever(printer.poll_error))
+        # Ctrl+C is how listen is stopped: caught before "ready" is said, so it always ends cleanly.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        _banner(printer, listener, args, options)
+        quiet = listener.subscribe_status(printer.tunnel)
+        if not args.no_poll:
+            poller = asyncio.create_task(service.poll_forever(printer.poll_error))
+            # finished trainings imported without their log: fetched in the background, resumably
+            details = asyncio.create_task(service.fetch_details())
         await stop.wait()
     finally:
         if quiet is not None:
             quiet()
-        if poller is not None:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+        for task in (poller, details):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if listener is not None:
             await listener.stop()
         await client.aclose()
@@ -234,6 +244,10 @@ def _banner(printer: _Printer, listener: Listener, args: argparse.Namespace, opt
     if status.webhook_url:
         how = "ngrok tunnel" if options["tunnel"].mode == "ngrok" else "your tunnel, --public-url"
         lines.append(f"Ready! Webhook URL: {status.webhook_url}  ({how})")
+    elif options.get("no_authtoken"):
+        data["tunnel"] = "off: no NGROK_AUTHTOKEN"
+        lines.append("polling only, no tunnel: set NGROK_AUTHTOKEN or pass --public-url URL")
+        lines.append(f"Receiver (for a tunnel of your own, see --public-url): {receiver_url}")
     elif options["tunnel"].mode == "off":
         lines.append(f"No tunnel (--no-tunnel): following trainings by polling. Receiver: {receiver_url}")
     else:

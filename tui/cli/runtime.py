@@ -1,13 +1,14 @@
 """Assembling the parts the app runs with, in the app's own event loop, and taking them down.
 
 `replitrack demo`: the simulated Replicate on loopback, the listener receiving its (signed)
-webhooks, a store in a throw-away directory (unless REPLITRACK_HOME is set), the demo scenario
-imported. `replitrack`: the user's account, the listener with the tunnel asked for, the store in
+webhooks, a store of its own (the demo folder, cleared at each start; never REPLITRACK_HOME, the
+user's real store), the demo scenario imported. `replitrack`: the user's account, the listener with the tunnel asked for, the store in
 the data directory. Either way the app is built by `create_app` and everything is stopped on exit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,9 @@ from core.client import ReplicateClient
 from core.service import TrainingService
 from core.store import Store
 from tui.app import ReplitrackApp, create_app
+# The demo's home (its own folder, cleared at each start) lives with the `demo` command, light to
+# import: every command without a token looks for a running demo.
+from tui.cli.demo import DEMO_INFO, demo_home, prepare_demo_home
 
 DEMO_SPEED = 10.0
 DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobody's real token
@@ -62,10 +66,10 @@ def free_port() -> int:
 
 
 def demo_parts(home: Path | None = None) -> Parts:
-    """The demo's store (in a throw-away directory unless `home` or REPLITRACK_HOME says where) and
-    a client for the simulator-to-be; `boot_demo` starts the rest."""
+    """The demo's store (`home`, else a throw-away directory: never REPLITRACK_HOME, the user's real
+    store) and a client for the simulator-to-be; `boot_demo` starts the rest."""
     temp_home = None
-    if home is None and not os.environ.get("REPLITRACK_HOME"):
+    if home is None:
         home = temp_home = Path(tempfile.mkdtemp(prefix="replitrack-demo-"))
     store = Store(home)
     client = ReplicateClient(token=DEMO_TOKEN, base_url="http://127.0.0.1:9")
@@ -79,6 +83,10 @@ async def boot_demo(parts: Parts, *, speed: float = DEMO_SPEED, seed: int = 0, s
     simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
     parts.simulator = simulator  # set first: whoever closes the parts stops it, even half-started
     base_url = await simulator.start()
+    try:  # so that CLI commands beside the demo can act on its simulator (see tui.cli.demo.running_demo)
+        (parts.store.home / DEMO_INFO).write_text(json.dumps({"base_url": base_url, "token": DEMO_TOKEN}))
+    except OSError:
+        pass  # commands beside it then say there is no token; the demo itself is unaffected
     placeholder = parts.client
     parts.client = parts.service.client = ReplicateClient(token=DEMO_TOKEN, base_url=base_url)
     await placeholder.aclose()
@@ -153,9 +161,11 @@ def listener_factory(no_tunnel: bool, public_url: str | None, webhook_secret: st
     return build
 
 
-async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, **app_options: Any) -> int:
-    """The demo: the window paints at once, the simulated Replicate starts behind it."""
-    parts = demo_parts()
+async def run_demo(*, speed: float = DEMO_SPEED, seed: int = 0, home: Path | None = None,
+                   **app_options: Any) -> int:
+    """The demo: the window paints at once, the simulated Replicate starts behind it. Its store
+    is its own (`home`, else the demo folder), cleared first: every demo starts fresh."""
+    parts = demo_parts(prepare_demo_home(home or demo_home()))
 
     async def boot(app: ReplitrackApp) -> None:
         try:

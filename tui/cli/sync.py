@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from urllib.parse import quote
 
 from core.errors import BadArgumentError, ReplitrackError
-from core.models import ID_PATTERN
 from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
@@ -63,11 +61,8 @@ async def _sync_here(store: Any, ref: str | None, every: bool, version: str | No
 
     async with c.make_client() as client:
         service = TrainingService(store, client)
-        if ref is not None:
-            tid, record = c.resolve(store, ref)
-            result = (await service.sync_completed(tid, version) if record is not None
-                      else (await service.sync([tid]))[0])
-            report["synced"].append(_synced(result))
+        if ref is not None:  # known or not: sync_completed fetches what the store never saw
+            report["synced"].append(_synced(await service.sync_completed(ref.strip(), version)))
             return
         items = await service.differences()
         report["differences"] = [item.to_dict() for item in items]
@@ -109,24 +104,11 @@ async def _sync_through(owner: c.Owner, ref: str | None, every: bool, version: s
 
 
 async def _sync_one_through(api: c.LocalApi, target: str, version: str | None) -> dict[str, Any]:
-    with c.open_store(write=False) as store:
-        known = store.find(target) is not None
-    created = False
-    if not known:
-        from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
-
-        if not ID_PATTERN.match(target):
-            raise UnknownTrainingError(target)
-        # never imported: the owner fetches it from Replicate first
-        await api.call("POST", f"/api/trainings/{quote(target, safe='')}/refresh")
-        created = True
+    # The owner fetches what its store never saw (an id, or a destination's latest training).
     body: dict[str, Any] = {"modelId": target}
     if version:
         body["replicateModelVersion"] = version
-    entry = _synced_answer(target, await api.call("POST", "/api/replicate/sync-completed", body))
-    if created:
-        entry["outcome"] = "created"
-    return entry
+    return _synced_answer(target, await api.call("POST", "/api/replicate/sync-completed", body))
 
 
 def _synced(result: Any) -> dict[str, Any]:

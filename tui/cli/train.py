@@ -106,16 +106,32 @@ def check_inputs(given: dict[str, str], schema: dict[str, Any], trainer: str, *,
     return values
 
 
-async def images_url(client: Any, images: str) -> str:
-    """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
+def prepare_images(images: str) -> str | tuple[Path | bytes, str, str]:
+    """--images checked (and a folder zipped) before anything is sent: a URL as is, else
+    (what to upload, its name, what to say while uploading)."""
     if urlsplit(images).scheme in ("http", "https"):
         return images
+    path = Path(images).expanduser()
+    if not path.exists():
+        raise BadArgumentError(f"--images {images}: no such file or folder (give a folder, a .zip or an https URL)")
     from core.inputs import images_upload  # jsonschema: loaded when used, for start-up time
 
-    upload, name = images_upload(Path(images))
-    o.say(f"uploading {name} …" if isinstance(upload, Path) else
-          f"uploading {name} ({len(upload) / 1024:.0f} KB, zipped from {images}) …")
-    body = await client.upload_file(upload, name, "application/zip")
+    try:
+        upload, name = images_upload(path)
+    except PermissionError:
+        raise BadArgumentError(f"--images {images}: cannot read it (permission denied)") from None
+    if isinstance(upload, Path):
+        return upload, name, f"uploading {upload} …"
+    return upload, name, f"uploading {name} ({len(upload) / 1024:.0f} KB, zipped from {path}) …"
+
+
+async def images_url(client: Any, prepared: str | tuple[Path | bytes, str, str]) -> str:
+    """A URL the trainer can download: given as is, or the upload of a zip / zipped folder."""
+    if isinstance(prepared, str):
+        return prepared
+    content, name, note = prepared
+    o.say(note)
+    body = await client.upload_file(content, name, "application/zip")
     return str(body["urls"]["get"])
 
 
@@ -127,6 +143,8 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
         webhook = await _listening_webhook(owner)
     if images and IMAGES_KEY in given:
         raise BadArgumentError(f"give the images once: --images or -i {IMAGES_KEY}=..., not both")
+    # Every local input is checked before anything is created on Replicate (the destination).
+    prepared = prepare_images(images) if images else None
     async with c.make_client() as client:
         schema = await client.training_input_schema(trainer, version)
         if images and IMAGES_KEY not in (schema.get("properties") or {}):
@@ -136,8 +154,8 @@ async def start(trainer: str, version: str | None, destination: str, given: dict
             )
         inputs = check_inputs(given, schema, trainer, images_later=bool(images))
         await _ensure_destination(client, destination, create_destination)
-        if images:
-            inputs[IMAGES_KEY] = await images_url(client, images)
+        if prepared is not None:
+            inputs[IMAGES_KEY] = await images_url(client, prepared)
         from core.service import TrainingService  # httpx: loaded when used, for start-up time
 
         if owner is None:

@@ -27,6 +27,14 @@ from tui.widgets.status_line import StatusLine
 DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
 
 
+class FieldError(BadArgumentError):
+    """A bad value in one field of the form: `widget_id` is the input to take the person to."""
+
+    def __init__(self, widget_id: str, message: str) -> None:
+        super().__init__(message)
+        self.widget_id = widget_id
+
+
 class NewTrainingScreen(ReplitrackScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="new.back"),
@@ -143,38 +151,81 @@ class NewTrainingScreen(ReplitrackScreen[None]):
             return
         try:
             values = self.collect()
+            # Local files are read (and zipped) now, before anything is created on Replicate.
+            uploads = self.pack_files(values)
+        except FieldError as error:
+            self.show_invalid(error)
+            return
         except BadArgumentError as error:
             self.note(str(error), "red")
             return
-        self.submit(values)
+        self.submit(values, uploads)
+
+    def show_invalid(self, error: FieldError) -> None:
+        """The message (also as a toast: the note below the form may be out of view), and the
+        person taken to the field to fix (scrolled into view, focused)."""
+        self.note(str(error), "red")
+        self.notify(str(error), title="Check the input", severity="error", markup=False, timeout=8)
+        found = self.query(f"#{error.widget_id}")
+        if found:
+            widget = found.first()
+            self.query_one("#new-form", VerticalScroll).scroll_to_widget(widget, animate=False)
+            widget.focus()
 
     def collect(self) -> dict[str, Any]:
         destination = self.value("new-destination")
         if "/" not in destination:
-            raise BadArgumentError("the destination must be owner/name, e.g. your-name/my-lora")
+            raise FieldError("new-destination", "the destination must be owner/name, e.g. your-name/my-lora")
         typed = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
-        typed.update(parse_pairs(self.value("new-extra")))
+        try:
+            typed.update(parse_pairs(self.value("new-extra")))
+        except BadArgumentError as error:
+            raise FieldError("new-extra", str(error)) from None
         if self.images_field and self.value("new-images"):
             typed[self.images_field] = self.value("new-images")
-        # Local files (a folder, a zip) are uploaded when starting; their URL is checked then.
+        # Local files (a folder, a zip) are read by pack_files and uploaded when starting.
         files = {f.name: typed.pop(f.name).strip() for f in self.all_fields if f.kind == "file"
                  and typed.get(f.name, "").strip() and not inputs.URI.match(typed[f.name].strip())}
-        values = inputs.check(self.schema, inputs.values_from_text(self.schema, typed),
-                              trainer=self.value("new-trainer"), later=files)
+        values = inputs.values_from_text(self.schema, typed)
+        found = inputs.problems(self.schema, values, trainer=self.value("new-trainer"), later=files)
+        if found:  # the person is taken to the first field to fix; the note names every problem
+            raise FieldError(self.widget_of(found[0].name), "; ".join(problem.message for problem in found))
         return {**values, **files}
 
+    def widget_of(self, name: str) -> str:
+        """The input a value was typed in: the images box, its own field, or the extra pairs."""
+        if name == self.images_field:
+            return "new-images"
+        return f"field-{name}" if any(f.name == name for f in self.fields) else "new-extra"
+
+    def pack_files(self, values: dict[str, Any]) -> dict[str, tuple[bytes | Path, str]]:
+        """Each local folder or zip given for a file input, read now: a missing or empty one is
+        refused before the destination is created or anything is uploaded."""
+        packed: dict[str, tuple[bytes | Path, str]] = {}
+        for field in self.all_fields:
+            value = values.get(field.name)
+            if field.kind == "file" and isinstance(value, str) and not inputs.URI.match(value):
+                try:
+                    packed[field.name] = inputs.images_upload(Path(value))
+                except BadArgumentError as error:
+                    raise FieldError(self.widget_of(field.name), str(error)) from None
+                except OSError as error:
+                    raise FieldError(self.widget_of(field.name),
+                                     f"cannot read {value}: {error.strerror or error}") from None
+        return packed
+
     @work(exclusive=True, group="new-start", exit_on_error=False)
-    async def submit(self, values: dict[str, Any]) -> None:
+    async def submit(self, values: dict[str, Any], uploads: dict[str, tuple[bytes | Path, str]]) -> None:
         self.starting = True
         try:
-            await self._submit(values)
+            await self._submit(values, uploads)
         except ReplitrackError as error:
             self.note(str(error), "red")
             self.app.report(error)
         finally:
             self.starting = False
 
-    async def _submit(self, values: dict[str, Any]) -> None:
+    async def _submit(self, values: dict[str, Any], uploads: dict[str, tuple[bytes | Path, str]]) -> None:
         app: Any = self.app
         client = app.service.client
         trainer, version, destination = (self.value("new-trainer"), self.value("new-version"),
@@ -189,13 +240,11 @@ class NewTrainingScreen(ReplitrackScreen[None]):
                 return
             await client.create_model(destination)
             self.notify(f"Created {destination}", markup=False, timeout=3)
-        for field in self.all_fields:
-            value = values.get(field.name)
-            if field.kind == "file" and isinstance(value, str) and not inputs.URI.match(value):
-                data, name = inputs.images_upload(Path(value))
-                self.note(f"Uploading {name}…", "cyan")
-                upload = await client.upload_file(data, name, "application/zip")
-                values[field.name] = upload["urls"]["get"]
+        for key, (data, name) in uploads.items():
+            size = f" ({len(data) / 1024:.0f} KB)" if isinstance(data, bytes) else ""
+            self.note(f"Uploading {name}{size}…", "cyan")
+            upload = await client.upload_file(data, name, "application/zip")
+            values[key] = upload["urls"]["get"]
         self.note("Starting the training…", "cyan")
         result = await app.service.start(trainer, destination, values, version=version or None)
         self.notify(f"Started {result.training_id} → {destination}", title="Training started", markup=False)

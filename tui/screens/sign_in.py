@@ -50,9 +50,16 @@ def save_token(token: str, path: Path | None = None) -> Path:
 class SignInScreen(ReplitrackModalScreen[bool]):
     BINDINGS = [Binding("escape", "give_up", "Not now", id="signin.cancel")]
 
+    def __init__(self, reason: str | None = None) -> None:
+        """`reason`: why it opened by itself (a refused token), shown above the input."""
+        super().__init__()
+        self.reason = reason
+
     def compose(self) -> ComposeResult:
         with Vertical(id="signin-box"):
             yield Static(Text("Sign in to Replicate", style="bold"))
+            if self.reason:
+                yield Static(Text(self.reason, style="bold red"), id="signin-reason")
             yield Static(Text("Paste an API token (from replicate.com/account/api-tokens). It is "
                               "checked against your account before anything else happens.", style="dim"))
             yield Input(placeholder="r8_…", password=True, id="signin-token")

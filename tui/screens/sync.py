@@ -34,12 +34,14 @@ class SyncScreen(ReplitrackScreen[None]):
         Binding("r", "retry", "Retry", id="sync.retry"),
         Binding("x", "cancel", "Cancel", id="sync.cancel"),
         Binding("g", "check", "Check again", id="sync.check"),
+        Binding("i", "sign_in", "Sign in", id="sync.sign_in"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.items: dict[str, SyncItem] = {}
         self.checking = False
+        self.problem: str | None = None  # why the last check could not compare; None: it did
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -66,7 +68,28 @@ class SyncScreen(ReplitrackScreen[None]):
     def caption(self, text: str, style: str = "dim") -> None:
         self.query_one("#sync-caption", Static).update(Text(text, style=style))
 
+    def signed_in(self) -> bool:
+        app: Any = self.app
+        return bool(app.service.client.token) and app.connection.signed_in
+
+    def action_sign_in(self) -> None:
+        def signed_in() -> None:
+            self.refresh_bindings()
+            self.action_check()
+
+        self.app.sign_in(then=signed_in)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sign_in":  # offered (and shown in the footer) only while signed out
+            return not self.signed_in()
+        return True
+
     def action_check(self) -> None:
+        if not self.signed_in():
+            # Nothing can be compared without a token: say so, never "all in sync".
+            self.problem = "Not signed in: replitrack cannot compare with Replicate. Press i to sign in."
+            self.fill()
+            return
         if not self.checking:
             self.checking = True
             self.caption("⟳ comparing with Replicate…", "bold cyan")
@@ -78,11 +101,12 @@ class SyncScreen(ReplitrackScreen[None]):
             items = await self.app.service.differences()
         except ReplitrackError as error:
             self.app.report(error)
-            self.caption(f"Could not compare with Replicate: {error}", "red")
+            self.problem = f"Could not compare with Replicate: {error}  ·  g: check again"
             items = None
         finally:
             self.checking = False
         if items is not None:
+            self.problem = None
             self.items = {item.training_id: item for item in items}
         self.fill()
 
@@ -111,7 +135,9 @@ class SyncScreen(ReplitrackScreen[None]):
                           status_text(there), safe(what), key=tid)
         if current is not None and current in {r[0] for r in rows}:
             table.move_cursor(row=table.get_row_index(current), animate=False)
-        if not self.checking:
+        if self.problem is not None:
+            self.caption(self.problem, "bold red")
+        elif not self.checking:
             differing = len(self.items)
             self.caption(f"{differing} training{'s' if differing != 1 else ''} differ from Replicate"
                          + ("  ·  s: sync the selected one, a: sync all" if differing else "  ·  all in sync")
@@ -154,6 +180,8 @@ class SyncScreen(ReplitrackScreen[None]):
     def action_sync_all(self) -> None:
         if self.items:
             self.sync(list(self.items))
+        elif self.problem is not None:
+            self.notify(self.problem, severity="warning", markup=False)
         else:
             self.notify("Nothing to sync: everything matches Replicate.", timeout=3)
 

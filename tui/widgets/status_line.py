@@ -25,6 +25,7 @@ class Connection:
     last_error: str | None = None
     importing: str | None = None  # "page 3 · 300 trainings" while importing
     signed_in: bool = True
+    checking: bool = False  # the token is being checked: neither "live" nor "not signed in" yet
 
 
 def tunnel_note(state: str | None, reason: str | None) -> str:
@@ -65,6 +66,8 @@ def _describe(connection: Connection, now: datetime, detail: int) -> Text:
     text.append(" │ ", style="dim")
     if not connection.signed_in:
         text.append("○ not signed in (ctrl+p → Sign in)", style="bold yellow")
+    elif connection.checking:
+        text.append("⟳ checking the token…", style="bold cyan")
     elif connection.importing:
         text.append(f"⟳ importing {connection.importing}", style="bold cyan")
     elif connection.online:
