@@ -17,9 +17,11 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from core.bodies import BodyWorkerError, is_large
 from core.errors import ConfigError, ReplitrackError, StoreWriteError
 from core.models import Status, format_time, utcnow
 from core.service import TrainingService
+from core.updates import Source
 from core.webhooks import WebhookVerificationError, verify_webhook
 from listener.events import EventLog, EventRecord
 
@@ -50,6 +52,7 @@ REJECT_STATUS = {
     "payload_too_large": 413,
     "secret_unknown": 503,
     "store_write_failed": 503,
+    "decoder_failed": 503,
 }
 
 
@@ -258,22 +261,45 @@ class WebhookReceiver:
                          f"not accepted ({self.secret.error or 'not fetched yet'}). Set REPLICATE_WEBHOOK_SECRET "
                          "or --webhook-secret, or check the API token and network.")
             return
-        try:
-            payload = verify_webhook(body, headers, secret, now=verify_at)
-        except WebhookVerificationError as error:
-            self._reject(record, REJECT_STATUS.get(error.reason, 400), error.reason, str(error))
-            return
-        except ConfigError as error:  # a fetched secret that is not a whsec_ key
-            self._reject(record, 503, "secret_unknown", str(error))
-            return
-        record.training_id = payload["id"]
-        record.event = infer_event(payload)
-        try:
-            result = self.service.updater.apply(payload, source="replay" if replay else "webhook",
-                                                webhook_id=None if replay else record.webhook_id)
-        except ValueError as error:  # e.g. an id that cannot name a file
-            self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
-            return
+        source: Source = "replay" if replay else "webhook"
+        webhook_id = None if replay else record.webhook_id
+        if is_large(body):  # verified, decoded and cut to its new log in a worker process
+            try:
+                decoded = await self.service.bodies.decode(
+                    body, headers=headers, secret=secret, verify_at=verify_at,
+                    log_start=lambda payload: self._log_start(payload, webhook_id))
+            except BodyWorkerError as error:
+                self._reject(record, 503, "decoder_failed", f"{error} (answered 503 so that Replicate retries)")
+                return
+            if decoded.error is not None:
+                reason, detail = decoded.error
+                self._reject(record, REJECT_STATUS.get(reason, 400), reason, detail)
+                return
+            payload = decoded.payload
+            record.training_id = payload["id"]
+            record.event = infer_event({**payload, "logs": bool(decoded.logs_length)})
+            try:
+                result = await self.service.updater.apply_pieces(payload, decoded.log_start, decoded.pieces,
+                                                                 source=source, webhook_id=webhook_id)
+            except ValueError as error:  # e.g. an id that cannot name a file
+                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+                return
+        else:
+            try:
+                payload = verify_webhook(body, headers, secret, now=verify_at)
+            except WebhookVerificationError as error:
+                self._reject(record, REJECT_STATUS.get(error.reason, 400), error.reason, str(error))
+                return
+            except ConfigError as error:  # a fetched secret that is not a whsec_ key
+                self._reject(record, 503, "secret_unknown", str(error))
+                return
+            record.training_id = payload["id"]
+            record.event = infer_event(payload)
+            try:
+                result = self.service.updater.apply(payload, source=source, webhook_id=webhook_id)
+            except ValueError as error:  # e.g. an id that cannot name a file
+                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+                return
         try:
             await self.service.store.commit()  # durable before 2xx: Replicate retries otherwise
         except StoreWriteError as error:
@@ -293,6 +319,15 @@ class WebhookReceiver:
                            "status": record.status}
         if result.outcome == "created" and not replay:
             self._spawn(self._fetch_unknown(record.training_id))
+
+    def _log_start(self, payload: dict[str, Any], webhook_id: str | None) -> int | None:
+        """How much of this training's log the store has: the worker sends only the rest."""
+        if webhook_id is not None and self.service.store.seen_webhook(webhook_id):
+            return None  # a duplicate: its log is not needed
+        try:
+            return self.service.store.log_length(payload["id"])
+        except (ValueError, TypeError):
+            return None  # not a usable id: the update says so
 
     def _reject(self, record: EventRecord, status: int, reason: str, detail: str) -> None:
         record.verdict, record.reason, record.http_status = "rejected", reason, status

@@ -1,0 +1,148 @@
+"""Large bodies (every `logs` webhook and poll carries the whole log) through the real listener and
+the real poller: a 64 MiB webhook is accepted, only the new part of a log reaches the store, the
+parser and the screen's log, in order; forgeries and duplicates are still refused; a worker that
+dies costs one 503, not the listener. How long the event loop waits meanwhile is measured by
+bench/tui.py and bench/webhooks.py, not here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from core.bodies import LARGE_BODY, PIECE_CHARS
+from core.progress import ProgressTracker
+from core.models import Status
+from core.updates import UpdateResult
+from test_listener_helpers import OTHER_SECRET, TID, post, running_listener, signed, training
+from test_listener_receiver import hook_url
+
+# The flux trainer's bar, as ostris/ai-toolkit prints it through tqdm (the form tests/test_logparse.py
+# takes from its source); a non-ASCII bar, so characters and bytes differ.
+LINE = "flux_train_replicate: {p:3d}%|███       | {s}/{t} [02:10<04:50,  2.38it/s, lr: 4.0e-04 loss: {l:.4e}]\n"
+MIB = 1024 * 1024
+
+
+def flux_log(first: int, last: int, total: int) -> str:
+    return "".join(LINE.format(p=s * 100 // total, s=s, t=total, l=1 / s) for s in range(first, last + 1))
+
+
+def fresh_parse(log: str) -> tuple[int | None, int | None, float | None]:
+    from datetime import datetime, timezone
+
+    tracker = ProgressTracker(configured_steps=None)
+    tracker.update(log, Status.PROCESSING, now=datetime.now(timezone.utc), started_at=None, created_at=None)
+    state = tracker.state
+    return state.step, state.total_steps, state.loss
+
+
+async def test_a_64_mib_logs_webhook_is_accepted_and_only_new_log_is_applied(isolated_home: Path) -> None:
+    total = 600_000
+    steps = 540_000  # just under 64 MiB of JSON (the bar's █ is escaped as \u2588)
+    log = "Starting train job\n" + flux_log(1, steps, total)
+    body, headers = signed(training("processing", log), "msg_64mib")
+    assert 60 * MIB < len(body) <= 64 * MIB
+    async with running_listener() as listener:
+        results: list[UpdateResult] = []
+        listener.service.updater.subscribe(results.append)
+        status, data, _ = await post(hook_url(listener), body, headers)
+        assert status == 200 and data["outcome"] == "created" and data["event"] == "logs", data
+        store = listener.service.store
+        assert store.read_log(TID) == log
+        # The log arrived in pieces, each applied (and told) in order: together, the log.
+        assert len(results) >= len(log) // PIECE_CHARS
+        assert "".join(r.new_log for r in results) == log
+        tracker = listener.service.updater.tracker(TID)
+        assert (tracker.state.step, tracker.state.total_steps, tracker.state.loss) == fresh_parse(log)
+
+        # The next webhook carries the whole log again: only its new lines are applied.
+        more = log + flux_log(steps + 1, steps + 3, total)
+        results.clear()
+        body, headers = signed(training("processing", more), "msg_64mib_2")
+        assert len(body) >= LARGE_BODY
+        status, data, _ = await post(hook_url(listener), body, headers)
+        assert status == 200 and data["outcome"] == "updated", data
+        assert [r.new_log for r in results] == [more[len(log):]]
+        assert store.read_log(TID) == more and listener.service.updater.tracker(TID).state.step == steps + 3
+
+        # A retry of it is a duplicate; a forgery of it is refused, as small bodies are.
+        status, data, _ = await post(hook_url(listener), body, headers)
+        assert status == 200 and data["outcome"] == "duplicate"
+        forged, forged_headers = signed(training("processing", more + "x\n"), "msg_forged", secret=OTHER_SECRET)
+        status, data, _ = await post(hook_url(listener), forged, forged_headers)
+        assert status == 401 and data["title"] == "bad signature"
+        assert store.read_log(TID) == more
+
+
+async def test_a_large_body_that_ends_the_training_ends_it_once_with_its_whole_log(isolated_home: Path) -> None:
+    log = "Starting train job\n" + flux_log(1, 20_000, 20_000) + "no newline at the end"
+    final = training("succeeded", log, output={"version": "me/lora:" + "c" * 64, "weights": "https://w"},
+                     completed_at="2024-09-10T06:10:00.000Z")
+    body, headers = signed(final, "msg_final")
+    assert len(body) >= 4 * PIECE_CHARS
+    async with running_listener() as listener:
+        results: list[UpdateResult] = []
+        listener.service.updater.subscribe(results.append)
+        status, data, _ = await post(hook_url(listener), body, headers)
+        assert status == 200 and data["status"] == "succeeded", data
+        assert [r.became_terminal for r in results].count(True) == 1 and results[-1].became_terminal
+        assert all(r.record["status"] == "processing" for r in results[:-1])  # no ending before the end
+        record = listener.service.store.get(TID)
+        assert record["output_version"] == "me/lora:" + "c" * 64 and record["overall_percent"] == 100
+        assert listener.service.store.read_log(TID) == log
+        assert listener.service.updater.tracker(TID).state.step == 20_000
+
+
+async def test_a_dead_decoding_process_costs_one_503_and_the_next_body_gets_a_new_one(isolated_home: Path) -> None:
+    log = "Starting train job\n" + flux_log(1, 3_000, 3_000)
+    async with running_listener() as listener:
+        bodies = listener.service.bodies
+        await bodies.warm_up()
+        (pid,) = bodies._executor()._processes  # the worker's process id
+        os.kill(pid, signal.SIGKILL)
+        while True:  # until the kernel has reaped it
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                break
+            await asyncio.sleep(0.01)
+        body, headers = signed(training("processing", log), "msg_after_kill")
+        status, data, _ = await post(hook_url(listener), body, headers)
+        assert status == 503 and "died" in data["detail"] and "retries" in data["detail"], data
+        assert listener.service.store.get(TID) is None  # nothing half-applied
+        status, data, _ = await post(hook_url(listener), body, headers)  # Replicate's retry
+        assert status == 200 and data["outcome"] == "created", data
+        assert listener.service.store.read_log(TID) == log
+
+
+async def test_the_poller_takes_a_large_body_in_pieces_too(simulator, isolated_home: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.client import ReplicateClient
+    from core.service import TrainingService
+    from core.store import Store
+
+    simulator.speed = 0.001  # the script stands still: the log is what the test puts there
+    simulator.add_model("me/lora")
+    created = await simulator.create_training("ostris/flux-dev-lora-trainer", "me/lora",
+                                              {"input_images": "https://example.invalid/photos.zip", "steps": 1000})
+    record = simulator.record_or_404(created["id"])
+    record.append(flux_log(1, 8_000, 8_000).splitlines())
+    store = Store()
+    async with ReplicateClient(simulator.token, simulator.base_url, max_retries=0) as client:
+        service = TrainingService(store, client)
+        results: list[UpdateResult] = []
+        service.updater.subscribe(results.append)
+        await service.poll(created["id"])
+        remote = simulator.training(created["id"])["logs"]
+        assert len(remote.encode()) >= LARGE_BODY
+        assert store.read_log(created["id"]) == remote and len(results) > 2
+        assert "".join(r.new_log for r in results) == remote
+        assert service.updater.tracker(created["id"]).state.step == 8_000
+        record.append(flux_log(8_001, 8_002, 8_000).splitlines())
+        results.clear()
+        await service.poll(created["id"])
+        assert [r.new_log for r in results] == [simulator.training(created["id"])["logs"][len(remote):]]
+        service.bodies.close()
+    store.close()
