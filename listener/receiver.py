@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from core.bodies import BodyWorkerError, is_large
+from core.bodies import LARGE_BODY, Body, BodyWorkerError, SpooledBody, is_large
 from core.errors import ConfigError, ReplitrackError, StoreWriteError
 from core.models import Status, format_time, utcnow
 from core.service import TrainingService
@@ -170,17 +170,44 @@ class WebhookReceiver:
 
     async def _handle_post(self, request: web.Request) -> web.Response:
         headers = {key.lower(): value for key, value in request.headers.items()}
-        body: bytes | None
-        if request.content_length is not None and request.content_length > self.max_body:
-            body = None
-        else:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                body = None
-        record = await self.receive(body, headers, method=request.method, path=request.path_qs,
-                                    declared_size=request.content_length)
+        body = await self._read_body(request)
+        try:
+            record = await self.receive(body, headers, method=request.method, path=request.path_qs,
+                                        declared_size=request.content_length)
+        finally:
+            if isinstance(body, SpooledBody):
+                body.close()
         return _response(record)
+
+    async def _read_body(self, request: web.Request) -> Body | None:
+        """The body as it arrives; a large one goes to a file chunk by chunk, never copied whole
+        on the event loop. None: it exceeds `max_body`."""
+        if request.content_length is not None and request.content_length > self.max_body:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        spooled: SpooledBody | None = None
+        try:
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > self.max_body:
+                    if spooled is not None:
+                        spooled.close()
+                    return None
+                if spooled is None and size >= LARGE_BODY:
+                    spooled = SpooledBody()
+                    for earlier in chunks:
+                        spooled.write(earlier)
+                    chunks = []
+                if spooled is not None:
+                    spooled.write(chunk)
+                else:
+                    chunks.append(chunk)
+        except BaseException:
+            if spooled is not None:
+                spooled.close()
+            raise
+        return spooled if spooled is not None else b"".join(chunks)
 
     @web.middleware
     async def _public_errors(self, request: web.Request,
@@ -207,7 +234,7 @@ class WebhookReceiver:
         return _response(record)
 
     # ----- receiving ---------------------------------------------------------------------------
-    async def receive(self, body: bytes | None, headers: Mapping[str, str], *, method: str = "POST",
+    async def receive(self, body: Body | None, headers: Mapping[str, str], *, method: str = "POST",
                       path: str = WEBHOOK_PATH, replay_of: str | None = None,
                       verify_at: float | None = None, declared_size: int | None = None) -> EventRecord:
         """Handle one webhook and record it. `body` None means it exceeded `max_body`.
@@ -236,12 +263,13 @@ class WebhookReceiver:
             self.last_webhook_at = record.received_at
         else:
             self.rejected += 1
-        await self.events.add(record, body)
+        raw = body.view() if isinstance(body, SpooledBody) else body
+        await self.events.add(record, raw)  # type: ignore[arg-type]  # a mapped file reads as bytes
         if self._should_forward(record):
-            self._spawn(self._forward(record, body or b"", headers))
+            self._spawn(self._forward(record, bytes(raw or b""), headers))
         return record
 
-    async def _process(self, record: EventRecord, body: bytes | None, headers: dict[str, str], *,
+    async def _process(self, record: EventRecord, body: Body | None, headers: dict[str, str], *,
                        replay: bool, verify_at: float | None) -> None:
         if body is None:
             limit = _size(self.max_body)
@@ -285,6 +313,7 @@ class WebhookReceiver:
                 self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
                 return
         else:
+            assert isinstance(body, bytes)
             try:
                 payload = verify_webhook(body, headers, secret, now=verify_at)
             except WebhookVerificationError as error:
