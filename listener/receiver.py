@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/replicate"
 HEALTH_PATH = "/health"
 DEFAULT_MAX_BODY = 64 * 1024 * 1024  # a `logs` webhook carries the whole log; 1 MiB limits hit 413
+SPOOL_BATCH = 1024 * 1024  # a large body goes to its file in writes of about this size
 SECRET_RETRY_SECONDS = 5.0  # how long a failed secret fetch is remembered before trying again
 SECRET_WAIT_SECONDS = 2.0  # how long a webhook waits for the secret to be fetched before a 503
 FORWARD_TIMEOUT = 10.0
@@ -185,7 +186,7 @@ class WebhookReceiver:
         if request.content_length is not None and request.content_length > self.max_body:
             return None
         chunks: list[bytes] = []
-        size = 0
+        size = waiting = 0
         spooled: SpooledBody | None = None
         try:
             async for chunk in request.content.iter_any():
@@ -194,15 +195,14 @@ class WebhookReceiver:
                     if spooled is not None:
                         spooled.close()
                     return None
-                if spooled is None and size >= LARGE_BODY:
-                    spooled = SpooledBody()
-                    for earlier in chunks:
-                        spooled.write(earlier)
-                    chunks = []
-                if spooled is not None:
-                    spooled.write(chunk)
-                else:
-                    chunks.append(chunk)
+                chunks.append(chunk)
+                waiting += len(chunk)
+                if size >= LARGE_BODY and waiting >= SPOOL_BATCH:
+                    spooled = spooled or SpooledBody()
+                    await spooled.write_all(chunks)
+                    chunks, waiting = [], 0
+            if spooled is not None and chunks:
+                await spooled.write_all(chunks)
         except BaseException:
             if spooled is not None:
                 spooled.close()
