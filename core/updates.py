@@ -15,9 +15,11 @@ Subscribers (the TUI, `replitrack listen`) hear about every applied update.
 from __future__ import annotations
 
 import asyncio
+import sys
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -27,6 +29,7 @@ from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
+TRACKER_BYTES = 256 * 1024 * 1024  # and their estimated memory: a million-step log's series is MBs
 HISTORY_KEPT = 50  # recent successful runs a trainer's typical duration is learned from
 
 Source = Literal["webhook", "poll", "create", "cancel", "import", "sync", "replay"]
@@ -65,6 +68,7 @@ class Updater:
         # Per tracker, the stored log's end that its parser has not consumed yet (an unfinished
         # line): with it the parser is fed only what each update adds, never the whole log.
         self._unparsed: dict[str, str] = {}
+        self._footprints: dict[str, int] = {}  # tracker → its estimated bytes, updated as it is fed
         self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
         self._subscribers: list[Callable[[UpdateResult], None]] = []
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
@@ -94,10 +98,23 @@ class Updater:
             unparsed = text[tracker.state.consumed:]
         self._trackers[training_id] = tracker
         self._unparsed[training_id] = unparsed
-        if len(self._trackers) > TRACKERS_KEPT:  # an import of thousands: keep memory bounded
+        self._measure(training_id, tracker)
+        return tracker
+
+    def _measure(self, training_id: str, tracker: ProgressTracker) -> None:
+        """Note the tracker's size, then evict the least recently used ones beyond the bounds
+        (count and bytes; never the one just used): rebuilding one costs a read of its log."""
+        self._footprints[training_id] = _footprint(tracker) + len(self._unparsed.get(training_id, ""))
+        while len(self._trackers) > 1 and (len(self._trackers) > TRACKERS_KEPT
+                                           or sum(self._footprints.values()) > TRACKER_BYTES):
             evicted, _ = self._trackers.popitem(last=False)
             self._unparsed.pop(evicted, None)
-        return tracker
+            self._footprints.pop(evicted, None)
+
+    @property
+    def tracker_bytes(self) -> int:
+        """The estimated memory of the live trackers."""
+        return sum(self._footprints.values())
 
     def _feed(self, training_id: str, tracker: ProgressTracker, new_log: str, status: Status, *,
               now: datetime, started_at: datetime | None, created_at: datetime | None) -> Progress:
@@ -114,6 +131,8 @@ class Updater:
         finally:
             used, state.consumed = state.consumed, base + state.consumed
         self._unparsed[training_id] = text[used:]
+        if training_id in self._trackers:
+            self._measure(training_id, tracker)
         return progress
 
     def _learn_duration(self, record: dict[str, Any]) -> None:
@@ -215,6 +234,23 @@ class Updater:
         for callback in list(self._subscribers):
             callback(result)
         return result
+
+
+def _footprint(tracker: ProgressTracker) -> int:
+    """Estimated bytes of a tracker: its series dominate (a point per step). Compact arrays count
+    their buffers; a list of (step, value) tuples about 100 bytes a point."""
+    state = tracker.state
+    names = [f.name for f in fields(state)] if is_dataclass(state) else list(vars(state))
+    size = 4096
+    for name in names:
+        value = getattr(state, name, None)
+        if isinstance(value, str):
+            size += len(value)
+        elif isinstance(value, list):
+            size += sys.getsizeof(value) + 96 * len(value)
+        elif isinstance(value, (array, tuple, dict)) or hasattr(value, "__len__"):
+            size += sys.getsizeof(value)
+    return size
 
 
 class LogTail(str):

@@ -146,3 +146,25 @@ async def test_the_poller_takes_a_large_body_in_pieces_too(simulator, isolated_h
         assert [r.new_log for r in results] == [simulator.training(created["id"])["logs"][len(remote):]]
         service.bodies.close()
     store.close()
+
+
+async def test_live_trackers_are_bounded_by_memory_and_rebuilt_when_needed(isolated_home: Path,
+                                                                           monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import core.updates
+    from core.store import Store
+    from core.updates import Updater
+
+    store = Store()
+    updater = Updater(store)
+    logs = {f"bounded{n:02d}" + "x" * 16: "Starting train job\n" + flux_log(1, 2_000 + n, 5_000) for n in range(3)}
+    for tid, log in logs.items():
+        updater.apply(training("processing", log, tid=tid), source="webhook")
+    one = updater.tracker_bytes // 3
+    assert one > 2_000 * 16  # a point per step is counted
+    monkeypatch.setattr(core.updates, "TRACKER_BYTES", int(one * 1.5))
+    last = list(logs)[-1]
+    updater.apply(training("processing", logs[last] + flux_log(2_003, 2_003, 5_000), tid=last), source="webhook")
+    assert updater.tracker_bytes <= one * 1.5 and len(updater._trackers) == 1
+    first = list(logs)[0]
+    assert updater.tracker(first).state.step == 2_000  # rebuilt from its stored log
+    store.close()
