@@ -65,7 +65,7 @@ class TrainingService:
 
     async def refresh(self, training_id: str, source: Source = "poll") -> UpdateResult:
         """Fetch one training from Replicate and merge it."""
-        return await self._apply(await self.client.get_training(training_id), source)
+        return await self.poll(training_id, source=source)
 
     async def import_all(self, on_page: Callable[[int, int], None] | None = None) -> int:
         """Bring every training of the account into the store, page by page (100 each).
@@ -182,7 +182,7 @@ class TrainingService:
         latest = max(self.updater.last_webhook.values(), default=None)
         return latest is not None and (now - latest).total_seconds() < WEBHOOKS_FLOWING
 
-    async def poll(self, training_id: str) -> UpdateResult:
+    async def poll(self, training_id: str, *, source: Source = "poll") -> UpdateResult:
         """One poll: fetch the training and merge it. A large body (a long log) is decoded in the
         worker process, and only the part of its log the store lacks comes back to this one."""
         body = await self.client.get_training_body(training_id)
@@ -191,13 +191,13 @@ class TrainingService:
                 training = Training.from_api(json.loads(body))
             except (ValueError, TypeError, AttributeError) as error:
                 raise _not_a_training(self.client.base_url, error) from None
-            return await self._apply(training, "poll")
+            return await self._apply(training, source)
         decoded = await self.bodies.decode(body, log_start=self._log_start)
         if decoded.error is not None:
             raise _not_a_training(self.client.base_url, decoded.error[1])
         try:
             result = await self.updater.apply_pieces(decoded.payload, decoded.log_start, decoded.pieces,
-                                                     source="poll")
+                                                     source=source)
         except (ValueError, TypeError, AttributeError) as error:
             raise _not_a_training(self.client.base_url, error) from None
         await self.store.commit()
@@ -227,7 +227,7 @@ class TrainingService:
             for tid in due:
                 polled[tid] = now
                 try:
-                    result = await self.poll(tid)
+                    result = await self.refresh(tid)
                 except RateLimitError as error:
                     pause = max(pause, error.retry_after or 30.0)
                     if on_error:
