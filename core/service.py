@@ -196,6 +196,7 @@ class TrainingService:
         if decoded.error is not None:
             raise _not_a_training(self.client.base_url, decoded.error[1])
         try:
+            await self.updater.prepare(decoded.payload["id"])
             result = await self.updater.apply_pieces(decoded.payload, decoded.log_start, decoded.pieces,
                                                      source=source)
         except (ValueError, TypeError, AttributeError) as error:

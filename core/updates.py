@@ -15,6 +15,7 @@ Subscribers (the TUI, `replitrack listen`) hear about every applied update.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import sys
 from array import array
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from core.bodies import decode_piece
+from core.bodies import PIECE_CHARS, decode_piece
 from core.models import Status, Training, format_time, parse_time, utcnow
 from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
@@ -118,22 +119,43 @@ class Updater:
 
     def _feed(self, training_id: str, tracker: ProgressTracker, new_log: str, status: Status, *,
               now: datetime, started_at: datetime | None, created_at: datetime | None) -> Progress:
-        """Give the tracker what the store's log just gained. The parser reads a cumulative log
-        from its `consumed` offset; it is handed the unparsed end of the stored log plus the new
-        text, with `consumed` counted from there, so no update copies or rescans the whole log."""
-        if not new_log:
-            return tracker.update(None, status, now=now, started_at=started_at, created_at=created_at)
-        text = self._unparsed.get(training_id, "") + new_log
-        state = tracker.state
-        base, state.consumed = state.consumed, 0
-        try:
-            progress = tracker.update(text, status, now=now, started_at=started_at, created_at=created_at)
-        finally:
-            used, state.consumed = state.consumed, base + state.consumed
-        self._unparsed[training_id] = text[used:]
+        """Give the tracker what the store's log just gained (see `_feed_text`)."""
+        progress, self._unparsed[training_id] = _feed_text(
+            tracker, self._unparsed.get(training_id, ""), new_log, status, now=now, started_at=started_at,
+            created_at=created_at)
         if training_id in self._trackers:
             self._measure(training_id, tracker)
         return progress
+
+    async def prepare(self, training_id: str) -> None:
+        """Build a training's tracker from its stored log a piece at a time, a turn of the event
+        loop apart, unless it is live: after a restart, a million-line log would otherwise be
+        parsed in one go by the next update. Call it before applying a large body."""
+        record = self.store.get(training_id)
+        if training_id in self._trackers or record is None:
+            return
+        tracker = ProgressTracker(self.history(record.get("trainer") or ""),
+                                  configured_steps=steps_from_input(record.get("input")))
+        status = Status.parse(record.get("status"))
+        times = {"started_at": parse_time(record.get("started_at")),
+                 "created_at": parse_time(record.get("created_at"))}
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # as Store.read_log reads
+        unparsed = ""
+        try:
+            with open(self.store.log_path(training_id), "rb") as file:
+                while chunk := file.read(PIECE_CHARS):
+                    _, unparsed = _feed_text(tracker, unparsed, decoder.decode(chunk),
+                                             Status.PROCESSING if status.terminal else status, now=self.clock(), **times)
+                    await asyncio.sleep(0)
+                    if training_id in self._trackers:
+                        return  # an update built it meanwhile (in one go): that one is current
+        except FileNotFoundError:
+            pass
+        _, unparsed = _feed_text(tracker, unparsed, decoder.decode(b"", final=True), status, now=self.clock(), **times)
+        if training_id not in self._trackers:
+            self._trackers[training_id] = tracker
+            self._unparsed[training_id] = unparsed
+            self._measure(training_id, tracker)
 
     def _learn_duration(self, record: dict[str, Any]) -> None:
         """A success adds its duration to the trainer's history, if that is loaded."""
@@ -234,6 +256,25 @@ class Updater:
         for callback in list(self._subscribers):
             callback(result)
         return result
+
+
+def _feed_text(tracker: ProgressTracker, unparsed: str, new_log: str, status: Status, *, now: datetime,
+               started_at: datetime | None, created_at: datetime | None) -> tuple[Progress, str]:
+    """Feed the tracker what the log gained; return its progress and the new unparsed end.
+
+    The parser reads a cumulative log from its `consumed` offset: it is handed the unparsed end
+    of the log plus the new text, with `consumed` counted from there, so no update copies or
+    rescans the whole log."""
+    if not new_log:
+        return tracker.update(None, status, now=now, started_at=started_at, created_at=created_at), unparsed
+    text = unparsed + new_log
+    state = tracker.state
+    base, state.consumed = state.consumed, 0
+    try:
+        progress = tracker.update(text, status, now=now, started_at=started_at, created_at=created_at)
+    finally:
+        used, state.consumed = state.consumed, base + state.consumed
+    return progress, text[used:]
 
 
 def _footprint(tracker: ProgressTracker) -> int:

@@ -307,6 +307,7 @@ class WebhookReceiver:
             record.training_id = payload["id"]
             record.event = infer_event({**payload, "logs": bool(decoded.logs_length)})
             try:
+                await self.service.updater.prepare(payload["id"])
                 result = await self.service.updater.apply_pieces(payload, decoded.log_start, decoded.pieces,
                                                                  source=source, webhook_id=webhook_id)
             except ValueError as error:  # e.g. an id that cannot name a file

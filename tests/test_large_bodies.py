@@ -168,3 +168,33 @@ async def test_live_trackers_are_bounded_by_memory_and_rebuilt_when_needed(isola
     first = list(logs)[0]
     assert updater.tracker(first).state.step == 2_000  # rebuilt from its stored log
     store.close()
+
+
+async def test_after_a_restart_the_tracker_is_rebuilt_a_piece_at_a_time_and_matches(isolated_home: Path) -> None:
+    from core.store import Store
+    from core.updates import Updater
+
+    next_line = LINE.format(p=75, s=30_001, t=40_000, l=0.1)
+    log = "Starting train job\n" + flux_log(1, 30_000, 40_000) + next_line[:30]  # a line being written
+    with Store() as store:
+        Updater(store).apply(training("processing", log), source="webhook")
+        await store.commit()
+    with Store() as store:  # a new process: no live tracker
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        counter = asyncio.create_task(count_turns())
+        pieced = Updater(store)
+        await pieced.prepare(TID)
+        counter.cancel()
+        assert turns >= len(log.encode()) // PIECE_CHARS  # the loop turned between pieces
+        whole = Updater(store).tracker(TID)  # built in one go, as before
+        assert pieced.tracker(TID).state == whole.state
+        more = log + next_line[30:]
+        pieced.apply(training("processing", more), source="webhook")
+        assert pieced.tracker(TID).state.step == 30_001
