@@ -258,7 +258,7 @@ def send_small(url: str, period: float) -> None:
     print(json.dumps(results), flush=True)
 
 
-async def bench_streaming(lines: int, webhooks: int) -> None:
+async def bench_streaming(lines: int, webhooks: int, event_bytes: int | None = None, detail: bool = True) -> None:
     """A 1,000,000-line flux log streams into the open detail screen through the real listener:
     `webhooks` signed `logs` webhooks, each carrying the whole log so far, POSTed over loopback
     by a second process (signing 100 MB bodies there costs the app nothing), while a third
@@ -292,8 +292,11 @@ async def bench_streaming(lines: int, webhooks: int) -> None:
         store = Store(Path(home) / "store")
         service = TrainingService(store, ReplicateClient(token="r8_bench", base_url="http://127.0.0.1:9"))
         port = free_port()
-        listener = Listener(service, secret=STREAM_SECRET, public_port=port,
-                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"))
+        # A million flux lines are ~140 MB of JSON: past the default --max-body of 64 MiB, so the
+        # listener runs as a user following such a training would run it, with --max-body 256MiB.
+        extra: dict[str, Any] = {"max_event_bytes": event_bytes} if event_bytes is not None else {}
+        listener = Listener(service, secret=STREAM_SECRET, public_port=port, max_body=256 * 1024 * 1024,
+                            tunnel=TunnelConfig.url(f"http://127.0.0.1:{port}"), **extra)
         await listener.start()
         await service.bodies.warm_up()
         url = listener.webhook_url
@@ -302,7 +305,8 @@ async def bench_streaming(lines: int, webhooks: int) -> None:
         meter = StallMeter()
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.pause()
-            app.open_detail(STREAM_ID)
+            if detail:
+                app.open_detail(STREAM_ID)
             await pilot.pause(0.5)
             meter.start()
             await asyncio.sleep(1.0)
@@ -340,8 +344,10 @@ async def bench_streaming(lines: int, webhooks: int) -> None:
             streaming = await meter.stop()
             streaming_cpu = sorted(meter.cpu)
             smalls = await small_results(small)
-            log_widget = app.screen.query_one(LiveLog)
-            shown = log_widget.lines[-1] if log_widget.lines else ""
+            shown = ""
+            if detail:
+                log_widget = app.screen.query_one(LiveLog)
+                shown = log_widget.lines[-1] if log_widget.lines else ""
             stored = store.log_length(STREAM_ID)
             timed.restore()
         await listener.stop()
@@ -349,7 +355,9 @@ async def bench_streaming(lines: int, webhooks: int) -> None:
         store.close()
     bigs = json.loads(big_out)
     size = bigs[-1][0] if bigs else 0
-    print(f"streaming {total_lines:,} lines in {len(bigs)} webhooks over HTTP (each the whole log so far, "
+    kept = f"event log keeps bodies up to {event_bytes:,} bytes" if event_bytes is not None else "event log as default"
+    kept += ", detail screen open" if detail else ", models list only (no detail screen: ingestion alone)"
+    print(f"[{kept}] streaming {total_lines:,} lines in {len(bigs)} webhooks over HTTP (each the whole log so far, "
           f"the last {size / 1e6:.0f} MB) in {seconds:.1f} s ({total_lines / seconds:,.0f} lines/s); "
           f"statuses {sorted({s for *_, s in bigs})}; stored {stored:,} characters; "
           f"last line on screen: {shown[:40]!r}")
@@ -475,6 +483,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="first-paint runs per case")
     parser.add_argument("--stream-webhooks", type=int, default=40,
                         help="webhooks carrying the growing log in the streaming case")
+    parser.add_argument("--no-detail", action="store_true",
+                        help="streaming case: stay on the models list (measures ingestion without the detail's drawing)")
+    parser.add_argument("--event-bytes", type=int, default=None,
+                        help="the event log's bound on kept bodies (default: the listener's)")
     parser.add_argument("--only", choices=("paint", "latency", "stream"), action="append",
                         help="run only these parts (repeatable); default: all three")
     parser.add_argument("--send-big", nargs=4, metavar=("URL", "LOG", "COUNT", "STEPS"), help=argparse.SUPPRESS)
@@ -491,7 +503,7 @@ def main() -> None:
     if "latency" in parts:
         asyncio.run(bench_webhook_latency(args.webhooks))
     if "stream" in parts:
-        asyncio.run(bench_streaming(args.lines, args.stream_webhooks))
+        asyncio.run(bench_streaming(args.lines, args.stream_webhooks, args.event_bytes, not args.no_detail))
 
 
 if __name__ == "__main__":
