@@ -198,3 +198,33 @@ async def test_after_a_restart_the_tracker_is_rebuilt_a_piece_at_a_time_and_matc
         more = log + next_line[30:]
         pieced.apply(training("processing", more), source="webhook")
         assert pieced.tracker(TID).state.step == 30_001
+
+
+async def test_a_chunked_body_over_the_limit_gets_413_and_leaves_no_spool_file(isolated_home: Path, tmp_path: Path,
+                                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    import core.bodies
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(core.bodies, "SPOOL_DIRS", (str(spool),))
+    body, headers = signed(training("processing", "Starting train job\n" + flux_log(1, 20_000, 20_000)), "msg_chunked")
+    assert len(body) > 2 * MIB
+
+    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: sent chunked
+        for at in range(0, len(body), 64 * 1024):
+            yield body[at:at + 64 * 1024]
+
+    async with running_listener(max_body=MIB) as listener:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(hook_url(listener), data=chunks(), headers=headers) as answer:
+                assert answer.status == 413, await answer.text()
+        assert listener.service.store.trainings() == []
+    assert list(spool.iterdir()) == []
+    async with running_listener() as listener:  # within the limit, chunked is as good as whole
+        async with aiohttp.ClientSession() as session:
+            async with session.post(hook_url(listener), data=chunks(), headers=headers) as answer:
+                assert answer.status == 200, await answer.text()
+        assert listener.service.updater.tracker(TID).state.step == 20_000
+    assert list(spool.iterdir()) == []
