@@ -92,7 +92,8 @@ def main() -> int:
                     process.wait()
             os.close(main_fd)
     if not alive:
-        print(f"the demo exited early (code {process.returncode}) after {samples[-1][0] / 60 if samples else 0:.1f} min")
+        minutes = samples[-1][0] / 60 if samples else 0.0
+        print(f"the demo exited early (code {process.returncode}) after {minutes:.1f} min")
         return 1
     at_two = next((kib for seconds, kib in samples if seconds >= 120), None)
     end = samples[-1][1]

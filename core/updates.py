@@ -144,8 +144,9 @@ class Updater:
         try:
             with open(self.store.log_path(training_id), "rb") as file:
                 while chunk := file.read(PIECE_CHARS):
-                    _, unparsed = _feed_text(tracker, unparsed, decoder.decode(chunk),
-                                             Status.PROCESSING if status.terminal else status, now=self.clock(), **times)
+                    meanwhile = Status.PROCESSING if status.terminal else status  # it ends with the end
+                    _, unparsed = _feed_text(tracker, unparsed, decoder.decode(chunk), meanwhile,
+                                             now=self.clock(), **times)
                     await asyncio.sleep(0)
                     if training_id in self._trackers:
                         return  # an update built it meanwhile (in one go): that one is current

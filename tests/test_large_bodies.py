@@ -12,8 +12,8 @@ import signal
 from pathlib import Path
 
 from core.bodies import LARGE_BODY, PIECE_CHARS
-from core.progress import ProgressTracker
 from core.models import Status
+from core.progress import ProgressTracker
 from core.updates import UpdateResult
 from test_listener_helpers import OTHER_SECRET, TID, post, running_listener, signed, training
 from test_listener_receiver import hook_url
