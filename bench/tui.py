@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 from array import array
 import asyncio
+import gc
 import json
 import os
 import pty
@@ -333,6 +334,16 @@ async def bench_streaming(lines: int, webhooks: int, event_bytes: int | None = N
             alone = await small_results(small)
             small = await small_sender()
             await asyncio.sleep(1.0)
+            collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+            gc_started = [0.0]
+
+            def gc_timer(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    gc_started[0] = time.perf_counter()
+                else:
+                    collections.append((info["generation"], time.perf_counter() - gc_started[0]))
+
+            gc.callbacks.append(gc_timer)
             meter.start()
             started = time.perf_counter()
             big = await asyncio.create_subprocess_exec(
@@ -342,6 +353,7 @@ async def bench_streaming(lines: int, webhooks: int, event_bytes: int | None = N
             seconds = time.perf_counter() - started
             await pilot.pause(0.3)
             streaming = await meter.stop()
+            gc.callbacks.remove(gc_timer)
             streaming_cpu = sorted(meter.cpu)
             smalls = await small_results(small)
             shown = ""
@@ -376,6 +388,10 @@ async def bench_streaming(lines: int, webhooks: int, event_bytes: int | None = N
     print(f"  loop stall while idle       max {max(idle) * 1000:6.1f} ms   p99 {pct(idle, 0.99) * 1000:5.1f} ms")
     print(f"  loop stall while streaming  max {max(streaming) * 1000:6.1f} ms   p99 {pct(streaming, 0.99) * 1000:5.1f} ms"
           "   (goal: max <= 50 ms)")
+    full = sorted(seconds for generation, seconds in collections if generation == 2)
+    if full:
+        print(f"  full garbage collections    n={len(full):5d}  max {full[-1] * 1000:6.1f} ms   "
+              f"p50 {pct(full, 0.5) * 1000:5.1f} ms   (they walk every live object: the parser's series too)")
     print(f"  ... in the loop thread's CPU time: max {streaming_cpu[-1] * 1000:6.1f} ms   "
           f"p99 {pct(streaming_cpu, 0.99) * 1000:5.1f} ms   (the rest of a stall is waiting for a core)")
     frames = timed.calls["frame (compositor update)"]
