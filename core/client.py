@@ -218,6 +218,13 @@ class ReplicateClient:
         training_id = _check_id(training_id, "training")
         return await self._get_object(f"/v1/trainings/{training_id}", _Subject("training", training_id))
 
+    async def get_training_body(self, training_id: str) -> bytes:
+        """GET /v1/trainings/{id}, undecoded: a running training's body carries its whole log,
+        which the poller decodes off the event loop when it is large (core/bodies.py)."""
+        training_id = _check_id(training_id, "training")
+        response = await self._request("GET", f"/v1/trainings/{training_id}", _Subject("training", training_id))
+        return response.content
+
     async def get_training(self, training_id: str) -> Training:
         return self._training(await self.get_training_raw(training_id))
 

