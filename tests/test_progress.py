@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -18,10 +20,9 @@ from core.progress import (
     time_curve,
 )
 from synthlog import JOB, flux_log, tqdm_line
-from tests.conftest import REFERENCE
 
 T0 = datetime(2024, 9, 10, 5, 10, 0, tzinfo=timezone.utc)
-STEP_LINE = (REFERENCE / "logs" / "flux-training-step-line.txt").read_text(encoding="utf-8").split("\n", 1)[1]
+STEP_LINE = (Path(__file__).resolve().parent / "fixtures" / "trainers" / "flux-training-step-line.txt").read_text(encoding="utf-8").split("\n", 1)[1]
 
 
 def at(seconds: float) -> datetime:

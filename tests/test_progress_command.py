@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from synthlog import flux_log
-from tests.conftest import REFERENCE
 
-LOGS = REFERENCE / "logs"
+LOGS = Path(__file__).resolve().parent / "fixtures" / "trainers"
 ROOT = Path(__file__).resolve().parent.parent
 
 
