@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.models import Status, Training, format_time, parse_time, utcnow
-from core.progress import Progress, ProgressTracker, steps_from_input
+from core.progress import Progress, ProgressTracker, RunRecord, run_record, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
@@ -60,7 +60,7 @@ class Updater:
         self.store = store
         self.clock = clock
         self._trackers: OrderedDict[str, ProgressTracker] = OrderedDict()  # most recently used last
-        self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
+        self._history: dict[str, list[RunRecord]] = {}  # trainer → its recent successes, measured
         self._subscribers: list[Callable[[UpdateResult], None]] = []
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
 
@@ -90,18 +90,18 @@ class Updater:
         return tracker
 
     def _learn_duration(self, record: dict[str, Any]) -> None:
-        """A success adds its duration to the trainer's history, if that is loaded."""
+        """A success adds its measured run to the trainer's history, if that is loaded."""
         history = self._history.get(record.get("trainer", ""))
-        start = parse_time(record.get("started_at") or record.get("created_at"))
-        end = parse_time(record.get("completed_at"))
-        if history is not None and record["status"] == Status.SUCCEEDED and start and end and end > start:
-            history.append((end - start).total_seconds())
+        if history is not None and (run := run_record(record)) is not None:
+            history.append(run)
             del history[:-HISTORY_KEPT]
 
-    def history(self, trainer: str) -> list[float]:
-        """Durations of the trainer's most recent successful runs (for ETAs with nothing to parse)."""
+    def history(self, trainer: str) -> list[RunRecord]:
+        """The trainer's most recent successful runs: durations, per-step and finishing times."""
         if trainer not in self._history:
-            self._history[trainer] = self.store.durations(trainer)[-HISTORY_KEPT:]
+            mine = sorted((r for r in self.store.trainings() if r.get("trainer") == trainer and r.get("completed_at")),
+                          key=lambda r: str(r.get("completed_at")))
+            self._history[trainer] = [run for run in map(run_record, mine) if run is not None][-HISTORY_KEPT:]
         return self._history[trainer]
 
     def apply(self, training: Training | dict[str, Any], *, source: Source,
@@ -195,7 +195,7 @@ def _record_progress(record: dict[str, Any], progress: Progress, now: datetime) 
         record.update(
             stage=stage, overall_percent=progress.overall_percent, step=progress.step,
             total_steps=progress.total_steps, train_percent=progress.train_percent,
-            rate=progress.rate, loss=progress.loss, lr=progress.lr, eta_seconds=eta,
+            rate=progress.rate, loss=progress.loss, lr=progress.lr, eta_seconds=eta, estimated=progress.estimated,
             eta_at=format_time(now + timedelta(seconds=eta)) if eta is not None else None,
         )
 

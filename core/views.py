@@ -8,9 +8,11 @@ status_view keys, in order:
   id, trainer, trainer_version, destination, status, terminal, stage, overall_percent, step,
   total_steps, train_percent, rate, loss, lr, eta_seconds, eta_at, created_at, started_at,
   completed_at, updated_at, output_version, output_weights, error, input, metrics, source,
-  web_url, stages
+  web_url, stages, estimated
 Every key is always present (null when unknown). `terminal` is true once the status is
-succeeded, failed, canceled or aborted. `stages` is [[stage, first_seen_iso], ...].
+succeeded, failed, canceled or aborted. `stages` is [[stage, first_seen_iso], ...]. `estimated` is
+true while overall_percent is a guess from the clock alone (a trainer that prints nothing readable
+and no history to go by).
 
 logs_view keys: id, status, terminal, offset, next_offset, total_chars, logs
   `logs` is the text from character `offset` of the cumulative log; pass `next_offset` back as
@@ -29,13 +31,14 @@ STATUS_KEYS: tuple[str, ...] = (
     "overall_percent", "step", "total_steps", "train_percent", "rate", "loss", "lr",
     "eta_seconds", "eta_at", "created_at", "started_at", "completed_at", "updated_at",
     "output_version", "output_weights", "error", "input", "metrics", "source", "web_url", "stages",
+    "estimated",
 )
 LOGS_KEYS: tuple[str, ...] = ("id", "status", "terminal", "offset", "next_offset", "total_chars", "logs")
 
 # Fields a live Progress knows better than the stored record (the record is only rewritten
 # when progress moved ≥ 1 point, so its step/loss/ETA lag behind).
 _LIVE_KEYS = ("stage", "overall_percent", "step", "total_steps", "train_percent", "rate", "loss",
-              "lr", "eta_seconds")
+              "lr", "eta_seconds", "estimated")
 
 
 class _HasToDict(Protocol):
@@ -65,6 +68,7 @@ def status_view(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | 
                 view[key] = str(live[key]) if key == "stage" and live[key] is not None else live[key]
         eta = view["eta_seconds"]
         view["eta_at"] = format_time((now or utcnow()) + timedelta(seconds=eta)) if eta is not None else None
+    view["estimated"] = bool(view["estimated"]) and not view["terminal"]  # a guess from the clock alone
     if view["terminal"]:
         view["eta_seconds"], view["eta_at"] = None, None  # nothing left to wait for
     return view

@@ -120,7 +120,7 @@ def test_outcomes() -> None:
     tracker = ProgressTracker()
     update(tracker, log, seconds=2700)
     done = update(tracker, log, Status.SUCCEEDED, seconds=3300)
-    assert (done.stage, done.overall_percent, done.eta_seconds) == (Stage.SUCCEEDED, 100.0, 0.0)
+    assert (done.stage, done.overall_percent, done.eta_seconds) == (Stage.SUCCEEDED, 100.0, None)
 
     for status in (Status.CANCELED, Status.ABORTED):
         ended = update(ProgressTracker(), None, status, seconds=10)
@@ -153,19 +153,21 @@ def test_eta_counts_the_trainers_remaining_time_down() -> None:
     assert update(tracker, STEP_LINE, seconds=2750).eta_seconds == 494 + FINISHING_SECONDS
 
 
-def test_eta_from_the_measured_step_rate_without_a_trainer_estimate() -> None:
+def test_eta_from_the_step_rate_measured_over_wall_time() -> None:
     tracker = ProgressTracker()
     log = "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(1, 101))
     first = update(tracker, log, seconds=100)
     assert first.step == 100 and first.eta_seconds is None  # one observation: no rate yet
-    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(101, 121))
-    second = update(tracker, log, seconds=110)  # 20 steps in 10 s
+    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(101, 141))
+    second = update(tracker, log, seconds=120)  # 40 steps in 20 s
     assert second.rate == pytest.approx(2.0)
-    assert second.eta_seconds == pytest.approx(880 / 2.0 + FINISHING_SECONDS)
-    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(121, 131))
-    third = update(tracker, log, seconds=120)  # 1 step/s now: smoothed 0.3 × 1 + 0.7 × 2
-    assert third.rate == pytest.approx(1.7)
-    assert third.eta_seconds == pytest.approx(round(870 / 1.7 + FINISHING_SECONDS, 1))
+    assert second.eta_seconds == pytest.approx(860 / 2.0 + FINISHING_SECONDS)
+    # a pause (sampling, a checkpoint): the ETA counts down meanwhile, and the rate takes it in
+    assert tracker.estimate(at(150)).eta_seconds == pytest.approx(860 / 2.0 - 30 + FINISHING_SECONDS)
+    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(141, 161))
+    third = update(tracker, log, seconds=160)  # 60 steps in 60 s, the pause included
+    assert third.rate == pytest.approx(1.0)
+    assert third.eta_seconds == pytest.approx(840 + FINISHING_SECONDS)
 
 
 def test_finishing_eta_and_percent() -> None:
@@ -194,6 +196,7 @@ def test_to_dict_is_json_ready_with_exact_keys() -> None:
     data = progress.to_dict()
     assert list(data) == [
         "stage", "step", "total_steps", "train_percent", "overall_percent", "eta_seconds", "rate", "loss", "lr",
+        "estimated",
     ]  # fmt: skip
     assert json.loads(json.dumps(data)) == data
     assert data["stage"] == "training" and data["overall_percent"] == 80.32 and data["train_percent"] == 82.73
