@@ -42,6 +42,10 @@ class SmoothedRate:
         self._value = 0.0
         self._calls = 0
 
+    def peek(self) -> float | None:
+        """The current rate, without a new measurement (None before the first)."""
+        return self._value / (1 - (1 - self._alpha) ** self._calls) if self._calls else None
+
     def update(self, iterations: float, seconds: float) -> float:
         sample = iterations / seconds if seconds > 0 else 0.0
         self._value = self._alpha * sample + (1 - self._alpha) * self._value

@@ -269,3 +269,50 @@ def test_silent_trainer_with_history_follows_the_earlier_runs() -> None:
     assert half.overall_percent == 50.0 and not half.estimated and half.eta_seconds == 1000.0
     later = tracker.estimate(T0 + timedelta(seconds=1700))
     assert later.overall_percent == 85.0 and later.eta_seconds == 300.0
+
+
+# --- the simulator prints what the trainers print ------------------------------------------------
+DATA = "https://replicate.delivery/pbxt/test/"
+SIMULATED = {
+    "flux (W&B: mid-run saves, sampling)": (
+        "ostris/flux-dev-lora-trainer", "flux",
+        {"input_images": DATA + "a.zip", "steps": 40, "wandb_api_key": "k", "wandb_sample_interval": 10,
+         "wandb_save_interval": 10}, Family("flux", 40, mid_run_saves=FLUX.mid_run_saves, not_training=FLUX.not_training)),
+    "flux on the newest runtime (raw \\r)": (
+        "ostris/flux-dev-lora-trainer", "flux-raw",
+        {"input_images": DATA + "a.zip", "steps": 30, "wandb_api_key": "k", "wandb_sample_interval": 10,
+         "wandb_save_interval": 15}, Family("flux", 30, mid_run_saves=FLUX.mid_run_saves, not_training=FLUX.not_training)),
+    "sdxl": ("stability-ai/sdxl", "sdxl", {"input_images": DATA + "a.zip", "max_train_steps": 25},
+             Family("sdxl", 25, overshoot=8, has_loss=False, not_training=SDXL.not_training)),
+    "llm, 4 GPUs, validation": ("meta/llama-2-7b", "llama", {"train_data": DATA + "a.jsonl", "num_train_epochs": 2},
+                                Family("llm", 144, mid_run_saves=LLM.mid_run_saves, not_training=LLM.not_training)),
+    "llm, no validation (late closing lines)": (
+        "meta/llama-2-7b", "llama", {"train_data": DATA + "a.jsonl", "num_train_epochs": 2, "run_validation": False},
+        Family("llm", 150, not_training=LLM.not_training)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIMULATED))
+def test_simulated_logs_meet_the_same_expectations(case: str) -> None:
+    from simulator import Simulator
+
+    trainer, script, given, family = SIMULATED[case]
+    sim = Simulator(speed=50, seed=3)
+    sim.add_model("me/model")
+    training = sim.add_finished_training(trainer, "me/model", given, script=script, ended_ago=60)
+    assert training["status"] == "succeeded"
+    log = training["logs"]
+    from core.progress import steps_from_input
+
+    state = check_family(log, family, configured=steps_from_input(given))
+    if script == "flux-raw":
+        assert "\r" in log and '    "steps": 30,' in log  # raw refreshes and the config's indentation
+    if trainer == "meta/llama-2-7b":
+        assert "\x1b[34m" in log and "tensor(" in log and state.losses
+    for seed in range(2):
+        rng = random.Random(seed)
+        tracker, seen, now = ProgressTracker(configured_steps=steps_from_input(given)), [], T0
+        for text in pieces(log, rng):
+            now += timedelta(seconds=rng.uniform(0.5, 5))
+            seen.append(tracker.update(text, Status.PROCESSING, now=now, started_at=T0, created_at=None).overall_percent)
+        assert seen == sorted(seen)
