@@ -72,6 +72,7 @@ _OUTCOMES = {
     Status.CANCELED: Stage.CANCELED,
     Status.ABORTED: Stage.CANCELED,
 }
+_DONE_TRAINING = (Stage.SAVING, Stage.UPLOADING, Stage.SUCCEEDED)
 _STEP_INPUTS = ("steps", "max_train_steps", "max_steps", "num_train_steps")
 
 
@@ -287,11 +288,15 @@ class ProgressTracker:
             overall = self._best = max(self._best, overall)
         measured = self.measured_rate()
         rate = measured if measured is not None else state.rate
+        step, train_percent = state.step, state.train_percent
+        if stage in _DONE_TRAINING and step is not None and state.total_steps and step >= state.total_steps - 1:
+            # training is over: ai-toolkit's bar stops at steps − 1, the run did all its steps
+            step, train_percent = max(step, state.total_steps), 100.0
         return Progress(
             stage=stage,
-            step=state.step,
+            step=step,
             total_steps=state.total_steps,
-            train_percent=None if state.train_percent is None else round(state.train_percent, 2),
+            train_percent=None if train_percent is None else round(train_percent, 2),
             overall_percent=round(overall, 2),
             eta_seconds=self._eta(stage, state, now),
             rate=rate,
