@@ -180,6 +180,8 @@ class LogState:
     error_lines: list[str] = field(default_factory=list)  # the most recent MAX_ERROR_LINES
     traceback: str | None = None  # the last traceback, through its error line
     opaque: bool = False  # the trainer runs where its output cannot be seen (a captured subprocess)
+    sample_every: int | None = None  # ai-toolkit samples every N steps (its config), pausing training
+    sample_seconds: float | None = None  # how long the last complete sampling took (its own bar)
     lines: int = 0  # complete lines processed
     consumed: int = 0  # characters of the cumulative log consumed
 
@@ -215,6 +217,8 @@ _BARE_COUNTER = re.compile(r"(?<![\w./:-])(\d+)/(\d+)(?![\w./:-])")
 _LONE_COUNTER = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 _CONFIG_STEPS = re.compile(r'^"(?:steps|max_train_steps|max_steps|num_train_steps)":\s*(\d+),?$')
 _CONFIG_NAME = re.compile(r'^"name":\s*"([^"]+)",?$')
+_CONFIG_SAMPLE_EVERY = re.compile(r'^"sample_every":\s*(\d+),?$')
+_SAMPLING = "Generating Images"  # ai-toolkit's sampling bar (toolkit/stable_diffusion_model.py)
 _TOTAL_STEPS = re.compile(r"Total optimization steps\s*=\s*(\d+)")
 _WRAPPER_STEPS = re.compile(r"\bTraining: (\d+) steps\b")  # qwen-image-lora-trainer's summary line
 _TRAIN_SET = re.compile(r"Training Set Length\s*=\s*(\d+)")
@@ -548,6 +552,10 @@ class LogParser:
         if "\x1b" in desc:
             desc = _ANSI.sub("", desc).strip()
         n, total = int(match.group(1)), int(match.group(2))
+        if desc.startswith(_SAMPLING):
+            if n == total and total and (timing := _TIMING.match(line, match.end())):
+                self.state.sample_seconds = _seconds(timing.group(1))
+            return False
         key = _desc_key(desc)
         epoch = _PER_EPOCH.search(desc) if "poch" in desc and "step" not in desc.lower() else None
         if not self._is_training_bar(desc, key, total, epoch is not None):
@@ -707,6 +715,8 @@ class LogParser:
                 self._configure(int(match.group(1)))
             elif (match := _CONFIG_NAME.match(stripped)) and self._job is None:
                 self._job = match.group(1)
+            elif match := _CONFIG_SAMPLE_EVERY.match(stripped):
+                self.state.sample_every = int(match.group(1)) or None
             elif "Extracted " in line or "Found " in line:
                 self._count(line)
         elif "INFO:__main__:" in line:

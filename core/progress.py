@@ -51,9 +51,10 @@ TIME_CONSTANT = 750.0
 TIME_CEILING = 94.99
 # A guess (no history, nothing to count) never shows more than this: far from the finishing band.
 GUESS_CAP = 50.0
-# The measured step rate looks back at least this far (and half of the training so far), so that
-# a sampling pause every 100 steps is inside the window.
+# The measured step rate looks back at least this far, so that a sampling pause every 100 steps is
+# inside the window …
 RATE_WINDOW = 180.0
+RATE_SHARE = 0.9  # … and this share of the training so far: sampling every N steps averages out
 RATE_MIN_SPAN = 20.0  # seconds of observations before the measured rate is trusted
 
 _TRAINING_FROM, _TRAINING_TO = 10.0, 95.0
@@ -88,6 +89,7 @@ class Progress:
     loss: float | None
     lr: float | None
     estimated: bool = False  # overall_percent is a guess from the clock alone
+    training_done: bool = False  # the training bar reached its last step (not in the JSON shapes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,10 +111,11 @@ class RunRecord:
     """What an earlier successful run of a trainer measured (seconds)."""
 
     duration: float  # started → completed
-    steps: int | None = None  # the steps it was asked for
+    steps: int | None = None  # the steps it ran (asked for, or as its log counted them)
     preparation: float | None = None  # started → training seen
-    training: float | None = None  # training seen → finishing seen
-    finishing: float | None = None  # finishing seen → completed
+    training: float | None = None  # training seen → its last step
+    finishing: float | None = None  # its last step → completed (final sampling, saves, archive, upload)
+    epochs: int | None = None  # the epochs it was asked for (LLM fine-tunes count in epochs)
 
 
 def run_record(record: Mapping[str, Any]) -> RunRecord | None:
@@ -129,17 +132,25 @@ def run_record(record: Mapping[str, Any]) -> RunRecord | None:
         if isinstance(item, (list, tuple)) and len(item) == 2 and (at := parse_time(item[1])):
             seen.setdefault(str(item[0]), at)
     training = seen.get("training")
-    finishing = min((seen[s] for s in ("saving", "uploading") if s in seen), default=None)
+    finishing = parse_time(record.get("training_done_at")) or min(
+        (seen[s] for s in ("saving", "uploading") if s in seen), default=None
+    )
+    steps = steps_from_input(record.get("input"))
+    total = record.get("total_steps")
+    if isinstance(total, int) and total > 0:
+        steps = total
+    epochs = epochs_from_input(record.get("input"))
 
     def span(a: datetime | None, b: datetime | None) -> float | None:
         return (b - a).total_seconds() if a and b and b >= a else None
 
     return RunRecord(
         duration=(end - start).total_seconds(),
-        steps=steps_from_input(record.get("input")),
+        steps=steps,
         preparation=span(start, training),
         training=span(training, finishing),
         finishing=span(finishing, end),
+        epochs=epochs,
     )
 
 
@@ -153,19 +164,25 @@ class History:
         self.per_step = statistics.median(per_step) if per_step else None
         preparation = [r.preparation for r in records if r.preparation is not None and r.training]
         self.preparation = statistics.median(preparation) if preparation else None
+        per_epoch = [r.training / r.epochs for r in records if r.training and r.epochs]
+        self.per_epoch = statistics.median(per_epoch) if per_epoch else None
         finishing = [r.finishing for r in records if r.finishing is not None]
         self.finishing = statistics.median(finishing) if finishing else None
 
     def __bool__(self) -> bool:
         return bool(self.durations)
 
-    def typical(self, steps: int | None) -> float | None:
-        """The expected duration of a run: for `steps` steps when earlier runs measured a
-        per-step time (a 40-step run is not as long as a 1,000-step one), else the median."""
+    def typical(self, steps: int | None, epochs: int | None = None) -> float | None:
+        """The expected duration of a run: for `steps` steps (or `epochs` epochs) when earlier
+        runs measured the time of one (a 40-step run is not as long as a 1,000-step one), else
+        the median duration."""
         if not self.durations:
             return None
-        if steps and self.per_step is not None and self.preparation is not None:
-            return self.preparation + steps * self.per_step + (self.finishing or 0.0)
+        if self.preparation is not None:
+            if steps and self.per_step is not None:
+                return self.preparation + steps * self.per_step + (self.finishing or 0.0)
+            if epochs and self.per_epoch is not None:
+                return self.preparation + epochs * self.per_epoch + (self.finishing or 0.0)
         return statistics.median(self.durations)
 
 
@@ -186,6 +203,15 @@ def steps_from_input(training_input: Mapping[str, Any] | None) -> int | None:
     return None
 
 
+def epochs_from_input(training_input: Mapping[str, Any] | None) -> int | None:
+    """The number of epochs a training was asked for (`num_train_epochs`), for trainers that count
+    in epochs rather than steps (the LLM fine-tunes)."""
+    value = (training_input or {}).get("num_train_epochs")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return None
+
+
 def time_curve(elapsed: float) -> float:
     """Percent for a run we know nothing about, `elapsed` seconds in: approaches 95, never reaches it."""
     return min(TIME_CEILING, _TRAINING_TO * (1.0 - math.exp(-max(0.0, elapsed) / TIME_CONSTANT)))
@@ -202,10 +228,15 @@ def history_curve(elapsed: float, typical: float) -> float:
 class ProgressTracker:
     """Progress and ETA of one training, updated with each poll or webhook."""
 
-    def __init__(self, history: Sequence[float | RunRecord] = (), *, configured_steps: int | None = None) -> None:
+    def __init__(
+        self, history: Sequence[float | RunRecord] = (), *, configured_steps: int | None = None,
+        configured_epochs: int | None = None,
+    ) -> None:
         """`history`: earlier successful runs of the same trainer (`RunRecord`s, or durations)."""
         self.history = History(history)
         self._configured = configured_steps if configured_steps and configured_steps > 0 else None
+        self._epochs = configured_epochs if configured_epochs and configured_epochs > 0 else None
+        self._done_at: datetime | None = None  # when the training bar reached its last step
         self.parser = LogParser(configured_steps)
         self._status = Status.STARTING
         self._started_at: datetime | None = None
@@ -256,11 +287,20 @@ class ProgressTracker:
             if not steps or step > steps[-1][1]:
                 steps.append((now, step))
                 # keep what the window needs (and one observation before it)
-                window = max(RATE_WINDOW, 0.5 * (now - steps[0][0]).total_seconds())
+                window = max(RATE_WINDOW, RATE_SHARE * (now - steps[0][0]).total_seconds())
                 while len(steps) > 2 and (now - steps[1][0]).total_seconds() > window:
                     steps.popleft()
         if state.stage in (Stage.SAVING, Stage.UPLOADING) and self._finishing_since is None:
             self._finishing_since = now
+        if self._done_at is None and (self._training_done() or state.stage in (Stage.SAVING, Stage.UPLOADING)):
+            self._done_at = now
+
+    def _training_done(self) -> bool:
+        state = self.parser.state
+        return (
+            state.stage is Stage.TRAINING and state.step is not None and bool(state.total_steps)
+            and state.step >= state.total_steps - 1  # ai-toolkit's bar ends at steps − 1
+        )
 
     def measured_rate(self) -> float | None:
         """Steps per second over wall time across the window (pauses included), or None."""
@@ -271,6 +311,9 @@ class ProgressTracker:
         if span < RATE_MIN_SPAN or last <= first:
             return None
         return (last - first) / span
+
+    def _span(self) -> float:
+        return (self._steps[-1][0] - self._steps[0][0]).total_seconds() if len(self._steps) > 1 else 0.0
 
     def finishing_allowance(self) -> float:
         """Seconds from the end of training to success, as this trainer's earlier runs measured."""
@@ -303,6 +346,7 @@ class ProgressTracker:
             loss=state.loss,
             lr=state.lr,
             estimated=estimated,
+            training_done=self._done_at is not None,
         )
 
     # --- parts -----------------------------------------------------------------------------------
@@ -340,7 +384,7 @@ class ProgressTracker:
         silent = stage is Stage.BOOTING or state.opaque or stage is Stage.TRAINING
         if silent:
             high = TIME_CEILING  # the whole run is out of sight: not only this stage's band
-        typical = self.history.typical(self._steps_asked()) if self._status is not Status.STARTING else None
+        typical = self._typical() if self._status is not Status.STARTING else None
         if typical:
             return min(high, max(low, history_curve(elapsed, typical))), False
         guess = time_curve(elapsed)
@@ -351,28 +395,44 @@ class ProgressTracker:
     def _steps_asked(self) -> int | None:
         return self._configured or self.parser.state.total_steps
 
+    def _typical(self) -> float | None:
+        return self.history.typical(self._steps_asked(), self._epochs)
+
     def _eta(self, stage: Stage, state: LogState, now: datetime) -> float | None:
         if stage.terminal:
             return None  # a finished training has nothing left to wait for
         allowance = self.finishing_allowance()
-        if stage in (Stage.SAVING, Stage.UPLOADING):
-            since = self._finishing_since or now
-            return _round(max(0.0, allowance - (now - since).total_seconds()))
+        if self._done_at is not None:  # after the last step: what earlier runs spent from there on
+            return _round(max(0.0, allowance - (now - self._done_at).total_seconds()))
         if stage is Stage.TRAINING and state.step is not None and state.total_steps:
-            left = max(0, state.total_steps - state.step)
+            left = max(0, state.total_steps - 1 - state.step)
             measured = self.measured_rate()
-            if measured:
-                waited = (now - self._steps[-1][0]).total_seconds()
-                return _round(max(0.0, left / measured - waited) + allowance)
+            per_step = 1.0 / measured if measured else None
+            pauses = 0.0
+            if measured and state.sample_every and state.sample_seconds:
+                # ai-toolkit pauses to sample every N steps: the samplings still ahead count whole,
+                # and the measured window's own samplings come out of the per-step time
+                every, pause = state.sample_every, state.sample_seconds
+                (_, first), (_, last) = self._steps[0], self._steps[-1]
+                inside = last // every - first // every
+                pure = (self._span() - inside * pause) / (last - first)
+                if pure > 0:
+                    per_step = pure
+                    pauses = ((state.total_steps - 1) // every - state.step // every) * pause
             if self.history.per_step is not None and self._steps:
+                # the first minutes of a run have not seen a sampling pause yet, earlier runs
+                # have: their per-step time counts less as this run's own measure grows
+                weight = min(1.0, self._span() / RATE_WINDOW) if per_step is not None else 0.0
+                per_step = weight * (per_step or 0.0) + (1.0 - weight) * self.history.per_step
+            if per_step is not None:
                 waited = (now - self._steps[-1][0]).total_seconds()
-                return _round(max(0.0, left * self.history.per_step - waited) + allowance)
+                return _round(max(0.0, left * per_step + pauses - waited) + allowance)
             if self._bar_seen is not None and state.bar_remaining is not None:
                 waited = (now - self._bar_seen[1]).total_seconds()
                 return _round(max(0.0, state.bar_remaining - waited) + allowance)
             if state.rate:
                 return _round(left / state.rate + allowance)
-        typical = self.history.typical(self._steps_asked())
+        typical = self._typical()
         if typical is not None:
             elapsed = self._elapsed(now) if self._started_at else 0.0
             remaining = typical - (elapsed or 0.0)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.models import Status, Training, format_time, parse_time, utcnow
-from core.progress import Progress, ProgressTracker, RunRecord, run_record, steps_from_input
+from core.progress import Progress, ProgressTracker, RunRecord, epochs_from_input, run_record, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
@@ -77,7 +77,8 @@ class Updater:
         record = self.store.get(training_id) or {}
         trainer = record.get("trainer") or (training.model if training else "")
         steps = steps_from_input(record.get("input") or (training.input if training else None))
-        tracker = ProgressTracker(self.history(trainer), configured_steps=steps)
+        given = record.get("input") or (training.input if training else None)
+        tracker = ProgressTracker(self.history(trainer), configured_steps=steps, configured_epochs=epochs_from_input(given))
         if record:
             tracker.update(
                 self.store.read_log(training_id), Status.parse(record.get("status")),
@@ -187,6 +188,8 @@ def _record_progress(record: dict[str, Any], progress: Progress, now: datetime) 
     if not stages or stages[-1][0] != stage:
         stages.append([stage, format_time(now)])
     record["stages"] = stages
+    if progress.training_done and not record.get("training_done_at"):
+        record["training_done_at"] = format_time(now)  # the history's finishing time starts here
     moved = (record.get("stage") != stage
              or abs(float(record.get("overall_percent") or 0) - progress.overall_percent) >= 1
              or progress.overall_percent >= 100 and record.get("overall_percent") != 100)
@@ -207,5 +210,5 @@ def _significant(before: dict[str, Any], after: dict[str, Any]) -> bool:
 def _details_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Facts that arrive once (output, error, timestamps, destination) are always written."""
     keys = ("output_version", "output_weights", "error", "started_at", "completed_at",
-            "destination", "metrics", "trainer", "input")
+            "destination", "metrics", "trainer", "input", "training_done_at")
     return any(before.get(k) != after.get(k) for k in keys)
