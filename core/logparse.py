@@ -30,10 +30,10 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import islice, repeat
+from itertools import accumulate, compress, islice, repeat
 from typing import overload
 from math import isfinite
-from operator import lt
+from operator import add, le, lt, mul, ne
 
 
 class Stage(StrEnum):
@@ -152,14 +152,39 @@ class Series(Sequence[tuple[int, float]]):
                 steps.insert(at, step)
                 self.values.insert(at, value)
 
-    def extend(self, steps: list[int], values: Iterable[float], increasing: bool) -> None:
-        """`record` for many points; strictly increasing steps past the end are appended at C speed."""
-        if increasing and steps and (not self.steps or self.steps[-1] < steps[0]):
-            self.steps.extend(steps)
-            self.values.extend(values)
-        else:
+    def extend(self, steps: list[int], values: list[float], order: int | None = None) -> None:
+        """`record` for many points, at C speed when they only move forward: a run of bar lines
+        may begin by redrawing the last step (after a message) and may draw a step twice.
+        `order` (from `step_order(steps)`, when the caller has it): 2 strictly increasing,
+        1 never decreasing, 0 anything."""
+        start, count = 0, len(steps)
+        if self.steps:
+            last = self.steps[-1]
+            while start < count and steps[start] <= last:
+                self.record(steps[start], values[start])
+                start += 1
+            if start:
+                steps, values, order = steps[start:], values[start:], None
+        if not steps:
+            return
+        if order is None:
+            order = step_order(steps)
+        if order == 0:
             for step, value in zip(steps, values):
                 self.record(step, value)
+            return
+        if order == 1:  # a step drawn twice keeps its last value
+            keep = [*map(ne, steps, islice(steps, 1, None)), True]
+            steps, values = list(compress(steps, keep)), list(compress(values, keep))
+        self.steps.extend(steps)
+        self.values.extend(values)
+
+
+def step_order(steps: list[int]) -> int:
+    """2 if strictly increasing, 1 if never decreasing, else 0."""
+    if all(map(lt, steps, islice(steps, 1, None))):
+        return 2
+    return 1 if all(map(le, steps, islice(steps, 1, None))) else 0
 
 
 @dataclass
@@ -313,22 +338,30 @@ def _prefix_pattern(desc: str) -> str:
 class _MainBar:
     """Patterns for the trainer's main bar once its description (`flux_train_replicate:`) is known."""
 
-    def __init__(self, desc: str) -> None:
+    def __init__(self, desc: str, *, per_epoch: bool = False) -> None:
         prefix = _prefix_pattern(desc) + ":"
+        self.per_epoch = per_epoch  # `Training Epoch0`: one bar per epoch, on every GPU
         self.prefix = re.compile(prefix)
         self.literal = desc + ":" if not _DIGITS.search(desc) else None  # a cheap startswith test
-        # percent, step, total — matched at the start of a line (possessive: nothing to backtrack)
-        self.counter = re.compile(prefix + r" *+(\d++)%\|[^|\n]*+\| *+(\d++)/(\d++)")
-        # the same, for the bulk path: anchored on the newline before the line, step only
-        self.step_at_start = re.compile(r"\n" + prefix + r" *+\d++%\|[^|\n]*+\| *+(\d++)/\d")
+        # (epoch,) percent, step, total — matched at the start of a line (possessive: no backtracking)
+        head = prefix[: prefix.rindex(r"\d+")] + r"(\d+)" + prefix[prefix.rindex(r"\d+") + 3 :] if per_epoch else prefix
+        self.counter = re.compile(head + r" *+(\d++)%\|[^|\n]*+\| *+(\d++)/(\d++)")
+        # per-epoch bars in bulk: (epoch, step, total) of each; rank 0's step lines between them
+        self.epoch_bar = re.compile(head + r" *+\d++%\|[^|\n]*+\| *+(\d++)/(\d++) \[")
+        self.step_line = re.compile(r"\nstep (\d+) is completed and loss is (?:tensor\()?(" + _NUM + ")")
+        # the same, for the bulk path: the step of every line of a run (which all start with the
+        # description: `other_line` split them off); more than one per line fails the count check
+        self.step_at_start = re.compile(r"\| *+(\d++)/\d++ \[")
         # lr and loss, anchored on the newline after the line
         self.lr_loss_at_end = re.compile(_FLUX_POSTFIX_TEXT + r"\n")
         self.loss_lr_at_end = re.compile(_DIFFUSERS_POSTFIX_TEXT + r"\n")
-        # the newline before a line that is NOT the main bar's
-        self.other_line = re.compile(r"\n(?!" + prefix + ")")
+        # the newline before a line that is NOT the main bar's (nor, per epoch, a step line)
+        self.other_line = re.compile(r"\n(?!" + prefix + (r"|step \d+ is completed and loss is " if per_epoch else "") + ")")
         self._loss_after: dict[str, re.Pattern[str]] = {}
 
     def starts(self, line: str) -> bool:
+        if self.per_epoch and line.startswith("step "):
+            return True
         if self.literal is not None:
             return line.startswith(self.literal)
         return self.prefix.match(line) is not None
@@ -455,16 +488,31 @@ class LogParser:
         main = self._main
         assert main is not None
         count = text.count("\n", start, end)
-        if count < 4 or not self._bulk(main, text, start, end, count):
-            pos = start
-            while pos < end:
-                stop = text.index("\n", pos)
-                self._line(text[pos:stop])
-                pos = stop + 1
+        self._bulk_or_lines(main, text, start, end, count)
         self.state.lines += count
 
+    def _bulk_or_lines(self, main: _MainBar, text: str, start: int, end: int, count: int | None = None) -> None:
+        """A run in bulk; one that does not fit (a first bar without a postfix, a warning glued
+        onto a refresh) in halves, down to a few lines read one by one."""
+        if count is None:
+            count = text.count("\n", start, end)
+        bulk = self._bulk_epochs if main.per_epoch else self._bulk
+        if count >= 4 and bulk(main, text, start, end, count):
+            return
+        if count >= 64:
+            middle = text.index("\n", start + (end - start) // 2) + 1
+            if start < middle < end:
+                self._bulk_or_lines(main, text, start, middle)
+                self._bulk_or_lines(main, text, middle, end)
+                return
+        pos = start
+        while pos < end:
+            stop = text.index("\n", pos)
+            self._line(text[pos:stop])
+            pos = stop + 1
+
     def _bulk(self, main: _MainBar, text: str, start: int, end: int, count: int) -> bool:
-        steps = main.step_at_start.findall(text, start - 1, end)
+        steps = main.step_at_start.findall(text, start, end)
         if len(steps) != count:
             return False
         state = self.state
@@ -491,22 +539,93 @@ class LogParser:
                             return False
                         losses_text, lr_texts = zip(*pairs)
                     lrs = list(map(float, lr_texts))
-                    if not all(map(isfinite, lrs)):
+                    if not isfinite(sum(lrs)):
                         return False
                 losses = list(map(float, losses_text))
             except ValueError:
                 return False  # an unreadable number: `_line` leaves that point out
             if not all(map(isfinite, losses)):
                 return False
-        numbers = list(map(int, steps))
         if losses is not None:
-            increasing = all(map(lt, numbers, islice(numbers, 1, None)))
-            state.losses.extend(numbers, losses, increasing)
-            state.lrs.extend(numbers, lrs if lrs is not None else repeat(lr_value, count), increasing)
+            numbers = list(map(int, steps))
+            order = step_order(numbers)
+            state.losses.extend(numbers, losses, order)
+            state.lrs.extend(numbers, lrs if lrs is not None else [lr_value or 0.0] * count, order)
         # The last line again, one by one: it sets step, total, percent, lr, loss, timing, stage.
         last = text.rindex("\n", start - 1, end - 1) + 1
         self._line(text[last : end - 1])
         return True
+
+    def _bulk_epochs(self, main: _MainBar, text: str, start: int, end: int, count: int) -> bool:
+        """A run of per-epoch bar lines (every GPU's) and rank 0's step lines, in bulk, with the
+        result `_line` would give line by line: the furthest bar before the last one sets the
+        step (line by line, the furthest wins), the step lines give the losses in order, and the
+        last bar line is read again for its timing, between the step lines before and after it."""
+        bars = main.epoch_bar.findall(text, start, end)
+        if not bars:
+            return False
+        last = text.rindex("\n", start - 1, end - 1) + 1
+        while not main.counter.match(text, last):
+            if last <= start:
+                return False
+            last = text.rindex("\n", start - 1, last - 1) + 1
+        stop = text.index("\n", last)
+        before = main.step_line.findall(text, start - 1, last)  # anchored on the newline before
+        after = main.step_line.findall(text, stop, end)
+        if len(bars) + len(before) + len(after) != count:
+            return False
+        if any(_number(loss) is None for _, loss in before) or any(_number(loss) is None for _, loss in after):
+            return False  # an unreadable loss: `_line` leaves that point out
+        epochs, ns, totals = zip(*bars)
+        keys = list(map(add, map(mul, map(int, epochs), repeat(1 << 40)), map(int, ns)))
+        for index in (0, keys.index(max(keys))):
+            self._epoch_bar_step(int(epochs[index]), int(ns[index]), int(totals[index]))
+        self._step_lines(before)
+        line = text[last:stop]
+        match = main.counter.match(line)
+        assert match is not None
+        self._training_step(int(match.group(3)), int(match.group(4)), match.group(2), None, None, match, line, match.end())
+        self._step_lines(after)
+        return True
+
+    def _step_lines(self, lines: list[tuple[str, str]]) -> None:
+        """`_step_line` for many (step, loss) texts; at C speed once the epoch length is known."""
+        per_epoch = self._per_epoch or self._llm_per_epoch()
+        if not lines:
+            return
+        if not per_epoch:
+            for n, loss in lines:
+                self._step_line(int(n), loss)
+            return
+        ns = list(map(int, (n for n, _ in lines)))
+        losses = list(map(float, (loss for _, loss in lines)))
+        resets = list(map(le, ns, [self._last_step_line, *ns[:-1]]))  # n restarts: a new epoch
+        for previous in compress([self._last_step_line, *ns[:-1]], resets):
+            self._step_offset += previous + 1
+        epochs = list(accumulate(resets, initial=self._step_epoch))[1:]
+        steps = list(map(add, map(mul, epochs, repeat(per_epoch)), map(add, ns, repeat(1))))
+        self._last_step_line, self._step_epoch = ns[-1], epochs[-1]
+        state = self.state
+        top = max(steps)
+        if state.step is None or top > state.step:
+            state.step = top
+            if state.total_steps:
+                state.train_percent = min(100.0, max(0.0, top * 100.0 / state.total_steps))
+        state.loss = losses[-1]
+        state.losses.extend(steps, losses)
+        self._advance(Stage.TRAINING)
+
+    def _epoch_bar_step(self, epoch: int, n: int, total: int) -> None:
+        """One per-epoch bar refresh's step (no timing): what `_training_step` does with it."""
+        step, total, _ = self._epoch_step(epoch, n, total)
+        state = self.state
+        if state.step is not None and step < state.step:
+            step = state.step
+        state.step, state.total_steps = step, total
+        if total > 0:
+            state.train_percent = min(100.0, step * 100.0 / total)
+        if state.stage.order < _TRAINING_ORDER:
+            state.stage = Stage.TRAINING
 
     # --- one line --------------------------------------------------------------------------------
     def _line(self, line: str) -> None:
@@ -526,6 +645,10 @@ class LogParser:
         match = main.counter.match(line)
         if match is None:
             return False
+        if main.per_epoch:
+            n, total = int(match.group(3)), int(match.group(4))
+            self._training_step(n, total, match.group(2), None, None, match, line, match.end())
+            return True
         n, total = int(match.group(2)), int(match.group(3))
         lr = loss = None
         if found := _FLUX_POSTFIX.search(line, match.end()):
@@ -552,10 +675,12 @@ class LogParser:
         if "\x1b" in desc:
             desc = _ANSI.sub("", desc).strip()
         n, total = int(match.group(1)), int(match.group(2))
-        if desc.startswith(_SAMPLING):
+        if desc.startswith(_SAMPLING):  # a sampling bar: not training, and nothing else either
             if n == total and total and (timing := _TIMING.match(line, match.end())):
                 self.state.sample_seconds = _seconds(timing.group(1))
-            return False
+            if self.state.stage is Stage.QUEUED:
+                self.state.stage = Stage.BOOTING
+            return True
         key = _desc_key(desc)
         epoch = _PER_EPOCH.search(desc) if "poch" in desc and "step" not in desc.lower() else None
         if not self._is_training_bar(desc, key, total, epoch is not None):
@@ -563,8 +688,8 @@ class LogParser:
         if self._main_key is None or (self._main_key == "" and key and not epoch):
             self._main_key = key
             # A named bar that starts its lines (as in Cog's stripped logs) gets the bulk path.
-            if desc and epoch is None and line.startswith(desc + ":"):
-                self._main = _MainBar(desc)
+            if desc and line.startswith(desc + ":") and (epoch is None or epoch.end() == len(desc)):
+                self._main = _MainBar(desc, per_epoch=epoch is not None)
                 if self._main_bar(line, self._main):
                     return True
         lr, loss = _postfix(line, match.end())
