@@ -639,7 +639,7 @@ def test_the_sim_command_serves_until_ctrl_c() -> None:
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
             assert client.get("/v1/account").status_code == 429  # the --fault
             listing = client.get("/v1/trainings")
-            assert listing.status_code == 200 and len(listing.json()["results"]) == 6
+            assert listing.status_code == 200 and len(listing.json()["results"]) == 7  # the demo scenario
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
