@@ -209,7 +209,7 @@ async def test_kill_9_during_a_stream_loses_no_acknowledged_webhook(isolated_hom
 ])
 def test_bad_arguments_are_clear_messages(isolated_home: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], message: str) -> None:
-    from tui.cli import main
+    from tui.cli.main import main
 
     assert main(["listen", *args]) != 0
     err = capsys.readouterr().err
