@@ -50,7 +50,9 @@ def comparison(records: Sequence[Mapping[str, Any]], losses: Mapping[str, Sequen
             "trainer": record.get("trainer"),
             "status": record.get("status"),
             "terminal": Status.parse(record.get("status")).terminal,
-            "step": series[-1][0] if series else record.get("step"),
+            # ai-toolkit's bar ends at steps − 1: a run that succeeded reached its total
+            "step": (record.get("total_steps") if record.get("status") == "succeeded" and record.get("total_steps")
+                     else series[-1][0] if series else record.get("step")),
             "total_steps": record.get("total_steps"),
             "final_loss": series[-1][1] if series else record.get("loss"),
             "duration_seconds": _round(duration_seconds(record, now)),

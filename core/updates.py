@@ -28,7 +28,7 @@ from core.bodies import PIECE_CHARS, decode_piece
 from core.models import Outcome, Source, Status, Training, format_time, parse_time, utcnow
 from core.observers import Observers
 from core.predictions import PredictionBook, PredictionUpdate
-from core.progress import Progress, ProgressTracker, steps_from_input
+from core.progress import Progress, ProgressTracker, RunRecord, epochs_from_input, run_record, steps_from_input
 from core.store import Store
 
 TRACKERS_KEPT = 512  # live trackers in memory; others are rebuilt from their log when needed
@@ -70,7 +70,7 @@ class Updater:
         # line): with it the parser is fed only what each update adds, never the whole log.
         self._unparsed: dict[str, str] = {}
         self._footprints: dict[str, int] = {}  # tracker → its estimated bytes, updated as it is fed
-        self._history: dict[str, list[float]] = {}  # trainer → durations of its recent successes
+        self._history: dict[str, list[RunRecord]] = {}  # trainer → its recent successes, measured
         self._subscribers: Observers[UpdateResult] = Observers()
         self.last_webhook: dict[str, datetime] = {}  # when webhooks last flowed, for adaptive polling
         self.predictions = PredictionBook(store, clock=clock)  # tries of trained versions
@@ -94,7 +94,9 @@ class Updater:
         record = self.store.get(training_id) or {}
         trainer = record.get("trainer") or (training.model if training else "")
         steps = steps_from_input(record.get("input") or (training.input if training else None))
-        tracker = ProgressTracker(self.history(trainer), configured_steps=steps)
+        given = record.get("input") or (training.input if training else None)
+        tracker = ProgressTracker(self.history(trainer), configured_steps=steps,
+                                  configured_epochs=epochs_from_input(given))
         unparsed = ""
         if record:
             text = self.store.read_log(training_id)
@@ -166,18 +168,18 @@ class Updater:
             self._measure(training_id, tracker)
 
     def _learn_duration(self, record: dict[str, Any]) -> None:
-        """A success adds its duration to the trainer's history, if that is loaded."""
+        """A success adds its measured run to the trainer's history, if that is loaded."""
         history = self._history.get(record.get("trainer", ""))
-        start = parse_time(record.get("started_at") or record.get("created_at"))
-        end = parse_time(record.get("completed_at"))
-        if history is not None and record["status"] == Status.SUCCEEDED and start and end and end > start:
-            history.append((end - start).total_seconds())
+        if history is not None and (run := run_record(record)) is not None:
+            history.append(run)
             del history[:-HISTORY_KEPT]
 
-    def history(self, trainer: str) -> list[float]:
-        """Durations of the trainer's most recent successful runs (for ETAs with nothing to parse)."""
+    def history(self, trainer: str) -> list[RunRecord]:
+        """The trainer's most recent successful runs: durations, per-step and finishing times."""
         if trainer not in self._history:
-            self._history[trainer] = self.store.durations(trainer)[-HISTORY_KEPT:]
+            mine = sorted((r for r in self.store.trainings() if r.get("trainer") == trainer and r.get("completed_at")),
+                          key=lambda r: str(r.get("completed_at")))
+            self._history[trainer] = [run for run in map(run_record, mine) if run is not None][-HISTORY_KEPT:]
         return self._history[trainer]
 
     def apply(self, training: Training | dict[str, Any], *, source: Source,
@@ -289,8 +291,8 @@ def _feed_text(tracker: ProgressTracker, unparsed: str, new_log: str, status: St
 
 
 def _footprint(tracker: ProgressTracker) -> int:
-    """Estimated bytes of a tracker: its series dominate (a point per step). Compact arrays count
-    their buffers; a list of (step, value) tuples about 100 bytes a point."""
+    """Estimated bytes of a tracker: its series dominate (a point per step; core.logparse.Series
+    counts its arrays' buffers); a list of tuples about 100 bytes an item."""
     state = tracker.state
     names = [f.name for f in fields(state)] if is_dataclass(state) else list(vars(state))
     size = 4096
@@ -359,6 +361,8 @@ def _record_progress(record: dict[str, Any], progress: Progress, now: datetime) 
     if not stages or stages[-1][0] != stage:
         stages.append([stage, format_time(now)])
     record["stages"] = stages
+    if progress.training_done and not record.get("training_done_at"):
+        record["training_done_at"] = format_time(now)  # the history's finishing time starts here
     moved = (record.get("stage") != stage
              or abs(float(record.get("overall_percent") or 0) - progress.overall_percent) >= 1
              or progress.overall_percent >= 100 and record.get("overall_percent") != 100)
@@ -367,7 +371,7 @@ def _record_progress(record: dict[str, Any], progress: Progress, now: datetime) 
         record.update(
             stage=stage, overall_percent=progress.overall_percent, step=progress.step,
             total_steps=progress.total_steps, train_percent=progress.train_percent,
-            rate=progress.rate, loss=progress.loss, lr=progress.lr, eta_seconds=eta,
+            rate=progress.rate, loss=progress.loss, lr=progress.lr, eta_seconds=eta, estimated=progress.estimated,
             eta_at=format_time(now + timedelta(seconds=eta)) if eta is not None else None,
         )
 
@@ -379,5 +383,5 @@ def _significant(before: dict[str, Any], after: dict[str, Any]) -> bool:
 def _details_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Facts that arrive once (output, error, timestamps, destination) are always written."""
     keys = ("output_version", "output_weights", "error", "started_at", "completed_at",
-            "destination", "metrics", "trainer", "input")
+            "destination", "metrics", "trainer", "input", "training_done_at")
     return any(before.get(k) != after.get(k) for k in keys)

@@ -8,9 +8,11 @@ status_view keys, in order:
   id, trainer, trainer_version, destination, status, terminal, stage, overall_percent, step,
   total_steps, train_percent, rate, loss, lr, eta_seconds, eta_at, created_at, started_at,
   completed_at, updated_at, output_version, output_weights, error, input, metrics, source,
-  web_url, stages, billed_seconds, estimated_cost
+  web_url, stages, billed_seconds, estimated_cost, estimated
 Every key is always present (null when unknown). `terminal` is true once the status is
-succeeded, failed, canceled or aborted. `stages` is [[stage, first_seen_iso], ...].
+succeeded, failed, canceled or aborted. `stages` is [[stage, first_seen_iso], ...]. `estimated` is
+true while overall_percent is a guess from the clock alone (a trainer that prints nothing readable
+and no history to go by).
 
 logs_view keys: id, status, terminal, offset, next_offset, total_chars, logs
   `logs` is the text from character `offset` of the cumulative log; pass `next_offset` back as
@@ -30,14 +32,14 @@ STATUS_KEYS: tuple[str, ...] = (
     "overall_percent", "step", "total_steps", "train_percent", "rate", "loss", "lr",
     "eta_seconds", "eta_at", "created_at", "started_at", "completed_at", "updated_at",
     "output_version", "output_weights", "error", "input", "metrics", "source", "web_url", "stages",
-    "billed_seconds", "estimated_cost",
+    "billed_seconds", "estimated_cost", "estimated",
 )
 LOGS_KEYS: tuple[str, ...] = ("id", "status", "terminal", "offset", "next_offset", "total_chars", "logs")
 
 # Fields a live Progress knows better than the stored record (the record is only rewritten
 # when progress moved ≥ 1 point, so its step/loss/ETA lag behind).
 _LIVE_KEYS = ("stage", "overall_percent", "step", "total_steps", "train_percent", "rate", "loss",
-              "lr", "eta_seconds")
+              "lr", "eta_seconds", "estimated")
 
 
 class _HasToDict(Protocol):
@@ -63,6 +65,7 @@ def status_view(record: dict[str, Any], progress: _HasToDict | dict[str, Any] | 
     view["stages"] = [list(item) for item in record.get("stages") or []]
     # metrics.predict_time, and an estimate only from prices the user set (core/billing.py)
     view["billed_seconds"], view["estimated_cost"] = billed_seconds(record), estimated_cost(record)
+    view["estimated"] = bool(view["estimated"]) and not view["terminal"]  # a guess from the clock alone
     if view["terminal"]:
         view["eta_seconds"], view["eta_at"] = None, None  # nothing left to wait for
     return view

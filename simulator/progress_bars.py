@@ -1,54 +1,36 @@
-"""tqdm's text meter, reproduced exactly as it lands in Replicate logs (no terminal: 10-cell bar)."""
+"""tqdm's text meter, as it lands in Replicate logs: tqdm's own `format_meter`, so the simulator and
+the test logs print exactly what a trainer's bar prints (10-cell bar when there is no terminal width,
+`1002it [...]` past the total, colour codes around the cells with `colour=`)."""
 
 from __future__ import annotations
 
-_BLOCKS = " ▏▎▍▌▋▊▉█"
+from tqdm import tqdm
+
 BAR_CELLS = 10
+_ANSI_COLOURS = {"blue": "\x1b[34m", "green": "\x1b[32m"}
 
 
 def format_interval(seconds: float) -> str:
     """tqdm's `[elapsed<remaining]` clock: `MM:SS`, or `H:MM:SS` from one hour on."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def bar(fraction: float, cells: int = BAR_CELLS) -> str:
-    steps = len(_BLOCKS) - 1
-    full, partial = divmod(int(max(0.0, min(1.0, fraction)) * cells * steps), steps)
-    if full >= cells:
-        return _BLOCKS[-1] * cells
-    return _BLOCKS[-1] * full + _BLOCKS[partial] + " " * (cells - full - 1)
-
-
-def format_rate(rate: float | None) -> str:
-    """`2.38it/s`, or `1.05s/it` when one iteration takes more than a second; 5.2f-padded."""
-    if not rate:
-        return "?it/s"
-    if 1 / rate > 1:
-        return f"{1 / rate:5.2f}s/it"
-    return f"{rate:5.2f}it/s"
+    return tqdm.format_interval(seconds)
 
 
 def meter(
     n: int,
-    total: int,
+    total: int | None,
     elapsed: float,
     rate: float | None,
     *,
     desc: str = "",
     postfix: str = "",
+    colour: str | None = None,
 ) -> str:
     """One refresh of a tqdm bar, e.g.
     `flux_train_replicate:  83%|████████▎ | 2482/3000 [43:27<09:04,  1.05s/it, lr: 4.0e-04 loss: 2.472e-01]`.
+    `rate` is iterations per second (tqdm's smoothed rate); None before the first update.
     """
-    fraction = n / total if total else 0.0
-    remaining = format_interval((total - n) / rate) if rate else "?"
-    left = (f"{desc}: " if desc else "") + f"{fraction * 100:3.0f}%|"
-    tail = f", {postfix}" if postfix else ""
-    return (
-        f"{left}{bar(fraction)}| {n}/{total} "
-        f"[{format_interval(elapsed)}<{remaining}, {format_rate(rate)}{tail}]"
+    return tqdm.format_meter(
+        n, total, elapsed, prefix=desc, rate=rate or None, postfix=postfix or None, colour=colour
     )
 
 
@@ -59,6 +41,10 @@ class SmoothedRate:
         self._alpha = smoothing
         self._value = 0.0
         self._calls = 0
+
+    def peek(self) -> float | None:
+        """The current rate, without a new measurement (None before the first)."""
+        return self._value / (1 - (1 - self._alpha) ** self._calls) if self._calls else None
 
     def update(self, iterations: float, seconds: float) -> float:
         sample = iterations / seconds if seconds > 0 else 0.0

@@ -16,6 +16,11 @@ EVENTS = WEBHOOK_EVENTS
 DEFAULT_EVENTS = frozenset({"output", "completed"})
 
 
+class RawText(str):
+    """Output as the newest Cog runtime passes it: no stripping, no added line end (tqdm's `\r`
+    refreshes stay on one line, indentation stays)."""
+
+
 @dataclass
 class TrainingRecord:
     id: str
@@ -50,15 +55,28 @@ class TrainingRecord:
 
     @property
     def logs(self) -> str:
-        # Cog's logs: one line per print, each ending in a newline.
+        # Cog's logs: one line per print, each ending in a newline; raw output (the newest
+        # runtime) as it was written, a line after it starting on a line of its own.
         if self._logs is None:
-            self._logs = "".join(f"{line}\n" for line in self.lines)
+            parts, raw = [], False
+            for line in self.lines:
+                if isinstance(line, RawText):
+                    parts.append(line)
+                    raw = True
+                else:
+                    parts.append(f"\n{line}\n" if raw else f"{line}\n")
+                    raw = False
+            self._logs = "".join(parts)
         return self._logs
 
     def append(self, lines: list[str]) -> int:
         """Add lines as Cog does (strip each, drop empty ones); returns how many were added."""
         added = 0
         for raw in lines:
+            if isinstance(raw, RawText):
+                self.lines.append(raw)
+                added += 1
+                continue
             for piece in raw.replace("\r", "\n").split("\n"):
                 piece = piece.strip()
                 if piece:

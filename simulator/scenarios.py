@@ -13,6 +13,7 @@ FLUX = "ostris/flux-dev-lora-trainer"
 SDXL = "stability-ai/sdxl"
 LLAMA = "meta/llama-2-7b"
 DATA = "https://replicate.delivery/pbxt/"
+COLD_BOOT = (20.0, 120.0)  # simulated seconds in `starting`: a cold GPU boot takes tens of seconds to minutes
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,10 @@ class Scenario:
 
 
 async def _demo(sim: Simulator, webhook: str | None) -> list[dict[str, Any]]:
-    """Two past trainings, then live: flux succeeding, SDXL, one failing, one queued behind them."""
+    """Two past trainings, then live: flux with W&B (mid-run saves, sampling pauses), SDXL, an LLM
+    fine-tune on 4 GPUs, one failing, and one queued behind them on the newest Cog runtime."""
     owner = sim.owner
+    sim.boot_seconds = COLD_BOOT
     for model in ("flux-portraits", "sdxl-sketches", "llama-support", "flux-products"):
         sim.add_model(f"{owner}/{model}")
     created = [
@@ -41,12 +44,18 @@ async def _demo(sim: Simulator, webhook: str | None) -> list[dict[str, Any]]:
     live = [
         await sim.create_training(
             FLUX, f"{owner}/flux-portraits",
-            {"input_images": f"{DATA}Lk2pT9/portraits-v2.zip", "steps": 1000, "trigger_word": "PRTRT"},
+            {"input_images": f"{DATA}Lk2pT9/portraits-v2.zip", "steps": 600, "trigger_word": "PRTRT",
+             "wandb_api_key": "demo-key", "wandb_sample_interval": 150, "wandb_save_interval": 150},
             webhook, _events(webhook),
         ),
         await sim.create_training(
             SDXL, f"{owner}/sdxl-sketches",
             {"input_images": f"{DATA}Wz7cR4/sketches.zip", "max_train_steps": 1000, "token_string": "SKTCH"},
+            webhook, _events(webhook),
+        ),
+        await sim.create_training(
+            LLAMA, f"{owner}/llama-support",
+            {"train_data": f"{DATA}Pq4sT8/support-chats-v2.jsonl", "num_train_epochs": 1},
             webhook, _events(webhook),
         ),
         await sim.create_training(
@@ -57,8 +66,8 @@ async def _demo(sim: Simulator, webhook: str | None) -> list[dict[str, Any]]:
     ]
     queued = await sim.create_training(
         FLUX, f"{owner}/flux-products",
-        {"input_images": f"{DATA}Tb5nE1/products.zip", "steps": 1000, "trigger_word": "PRDCT"},
-        webhook, _events(webhook), queued_behind=[t["id"] for t in live],
+        {"input_images": f"{DATA}Tb5nE1/products.zip", "steps": 500, "trigger_word": "PRDCT"},
+        webhook, _events(webhook), queued_behind=[t["id"] for t in live], script="flux-raw",
     )
     return created + live + [queued]
 
@@ -108,7 +117,7 @@ def _events(webhook: str | None) -> list[str] | None:
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
-        Scenario("demo", "flux succeeding, SDXL, one failing, one queued; two past trainings", _demo),
+        Scenario("demo", "flux (W&B) succeeding, SDXL, an LLM, one failing, one queued; two past trainings", _demo),
         Scenario("flaky", "the demo with throttling, 5xx and misbehaving webhooks", _flaky),
         Scenario("many", "150 past trainings and one running (pagination, history)", _many),
     )

@@ -95,6 +95,25 @@ FLUX_TRAINING_INPUT: dict[str, Any] = {
             "string", 15, "Hugging Face token, if you'd like to upload the trained LoRA to Hugging Face.",
             format="password", title="Hf Token", **{"x-cog-secret": True},
         ),
+        # Weights & Biases (replicate/flux-fine-tuner train.py): with a key, the trainer samples
+        # and saves every N steps in the middle of training.
+        "wandb_api_key": _prop(
+            "string", 16, "Weights and Biases API key, if you'd like to log training progress to W&B.",
+            format="password", title="Wandb Api Key", **{"x-cog-secret": True},
+        ),
+        "wandb_project": _prop("string", 17, "Weights and Biases project name.", default="flux_train_replicate", title="Wandb Project"),
+        "wandb_sample_interval": _prop(
+            "integer", 18, "Step interval for sampling output images that are logged to W&B.",
+            default=100, minimum=1, title="Wandb Sample Interval",
+        ),
+        "wandb_sample_prompts": _prop(
+            "string", 19, "Newline-separated list of prompts to use when logging samples to W&B.",
+            title="Wandb Sample Prompts",
+        ),
+        "wandb_save_interval": _prop(
+            "integer", 20, "Step interval for saving intermediate LoRA weights to W&B.",
+            default=100, minimum=1, title="Wandb Save Interval",
+        ),
     },
 }
 
@@ -179,6 +198,7 @@ LLAMA_TRAINING_INPUT: dict[str, Any] = {
         "lora_dropout": _prop("number", 9, "Dropout for lora training", default=0.05, minimum=0, maximum=1, title="Lora Dropout"),
         "peft_method": _prop("string", 10, "Training method to use. Currently supports 'lora' and 'qlora'.", default="lora", enum=["lora", "qlora"], title="Peft Method"),
         "seed": _prop("integer", 11, "Random seed to use for training", default=42, title="Seed"),
+        "run_validation": _prop("boolean", 12, "Whether to run validation during training.", default=True, title="Run Validation"),
     },
 }
 

@@ -5,8 +5,14 @@ then one `Succeed` or `Fail`. Scripts only describe; the simulator decides how f
 time passes (its `speed`), or fast-forwards a whole script at once for past trainings. Every
 random choice comes from the training's own `random.Random`, so a seed replays the same log.
 
-Lines are written as the trainer prints them; the simulator then does what Cog does to logs
-(strip each line, drop empty ones), which is why tracebacks and JSON dumps end up flush left.
+Lines are written as the trainer prints them, read in each trainer's source (named above each
+script); the simulator then does what Cog does to logs (strip each line, drop empty ones), which is
+why tracebacks and JSON dumps end up flush left. A `RawText` piece is passed through as the newest
+Cog runtime does (tqdm's `\r` refreshes on one line, indentation kept).
+
+Timing follows the real runs: step times that vary (resolution buckets, the odd slow step),
+sampling pauses that the trainer's own bar does not count, checkpoint saves and uploads, and the
+platform's upload of the weights after the last line.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from .formats import pget_time
 from .progress_bars import SmoothedRate, meter
+from .records import RawText
 from .schemas import TRAINERS, Trainer, input_value
 
 
@@ -90,11 +97,11 @@ class _Timeline:
     def now(self) -> float:
         return self.ctx.start_time + self.elapsed * self.ctx.time_scale
 
-    def meter(self, n: int, total: int, elapsed: float, rate: float | None, **options: str) -> str:
+    def meter(self, n: int, total: int | None, elapsed: float, rate: float | None, **options: str) -> str:
         """A tqdm refresh as an observer sees it: at speed 10 the trainer looks like a 10x faster
         GPU, so its own elapsed<remaining and rate agree with the wall clock (and the ETA)."""
         scale = self.ctx.time_scale
-        return meter(n, total, elapsed * scale, rate / scale if rate else rate, **options)
+        return meter(n, total, elapsed * scale, rate / scale if rate else rate, **options)  # type: ignore[arg-type]
 
 
 def _bar_run(
@@ -166,7 +173,10 @@ _CAPTION_DETAILS = [
 ]
 
 
-def flux(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent]:
+def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> Iterator[ScriptEvent]:
+    """replicate/flux-fine-tuner@3dd14e3 (train.py) on ostris/ai-toolkit@bedb819
+    (jobs/process/BaseSDTrainProcess.py). `raw`: on the newest Cog runtime, which passes tqdm's `\\r`
+    refreshes and the config's indentation through."""
     rng, tl = ctx.rng, _Timeline(ctx)
     steps = int(ctx.value("steps"))
     rank = int(ctx.value("lora_rank"))
@@ -175,7 +185,17 @@ def flux(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent
     trigger = str(ctx.value("trigger_word"))
     resolutions = _resolutions(str(ctx.value("resolution")))
     images = ctx.images if ctx.images else _default_images(rng)
-    save_every = 500 if steps >= 1000 else max(1, steps // 2)
+    wandb = bool(ctx.value("wandb_api_key"))
+    prompts = [p.strip() for p in str(ctx.value("wandb_sample_prompts") or "").split("\n") if p.strip()]
+    if wandb and not prompts:
+        prompts = [f"a photo of {trigger}", f"{trigger} in a forest", f"{trigger} at the beach, golden hour",
+                   f"a watercolor painting of {trigger}"]  # train.py's W&B defaults, in spirit
+    sampling = wandb and bool(prompts)
+    sample_every = int(ctx.value("wandb_sample_interval")) if sampling else steps + 1
+    save_every = int(ctx.value("wandb_save_interval")) if wandb else steps + 1
+
+    def bar_line(text: str) -> str:
+        return RawText("\r" + text) if raw else text
 
     # 1. base weights with pget
     tl.wait(rng.uniform(0.2, 0.8))
@@ -209,7 +229,12 @@ def flux(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent
     # 4. the job
     tl.wait(rng.uniform(1.0, 3.0))
     config = _flux_config(ctx, steps, rank, learning_rate, batch_size, trigger, resolutions, save_every)
-    yield tl.out("Starting train job", *_flush_left_json(config), "Using EMA")
+    config["sample"]["sample_every"] = sample_every
+    config["sample"]["prompts"] = prompts
+    if raw:
+        yield tl.out(RawText("Starting train job\n" + json.dumps(config, indent=2) + "\nUsing EMA\n"))
+    else:
+        yield tl.out("Starting train job", *_flush_left_json(config), "Using EMA")
     tl.wait(rng.uniform(0.1, 0.4))
     banner = "#" * 45
     yield tl.out(banner, f"# Running job: {FLUX_JOB}", banner, "", "", "Running  1 process")
@@ -264,55 +289,84 @@ def flux(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent
         )
         yield from _bar_run(tl, len(images), rng.uniform(0.25, 0.4) * (size / 1024) ** 2 + 0.05, desc="Caching latents")
 
-    # 8–9. the training loop, one bar line per step
+    def sample(nested: bool) -> Iterator[Emit]:
+        """`Generating Images` (leave=False): nested under the paused main bar, each refresh ends in
+        a cursor-up code. About 40 s per sampling with 4 prompts: the main bar does not count it."""
+        count = len(prompts)
+        yield tl.out(tl.meter(0, count, 0.0, None, desc="Generating Images") + ("\x1b[A" if nested else ""))
+        spent, rate = 0.0, SmoothedRate()
+        for index in range(1, count + 1):
+            dt = rng.uniform(8.5, 11.5)
+            spent += dt
+            tl.wait(dt)
+            line = tl.meter(index, count, spent, rate.update(1, dt), desc="Generating Images")
+            yield tl.out(line + ("\x1b[A" if nested else ""))
+
+    # 8–9. the training loop: ai-toolkit's bar shows `step` after iteration `step` (0 … steps−1)
+    if sampling:
+        tl.wait(rng.uniform(1.0, 2.0))
+        yield tl.out("Generating baseline samples before training")
+        yield from sample(nested=False)
     tl.wait(rng.uniform(1.0, 3.0))
-    seconds_per_step = rng.uniform(0.92, 1.08) * (0.75 + 0.25 * batch_size) * (max(resolutions) / 1024) ** 1.5
+    seconds_per_step = rng.uniform(0.92, 1.08) * (0.75 + 0.25 * batch_size)
     fail_at = max(1, int(steps * rng.uniform(0.25, 0.45))) if failure == "oom" else None
     rate = SmoothedRate()
-    yield tl.out(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB))
-    elapsed, since_update = 0.0, 0.0
-    for step in range(1, steps + 1):
-        dt = seconds_per_step * rng.gauss(1.0, 0.04)
-        if step == 1:
+    yield tl.out(bar_line(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB)))
+    bar_elapsed = 0.0  # the bar's clock: ToolkitProgressBar leaves its pauses out
+    postfix = ""
+    for step in range(steps):
+        # each step draws one bucket: smaller images train faster
+        size = rng.choice(resolutions)
+        dt = seconds_per_step * (size / 1024) ** 1.5 / (sum((r / 1024) ** 1.5 for r in resolutions) / len(resolutions))
+        dt *= rng.gauss(1.0, 0.05)
+        if step == 0:
             dt += rng.uniform(2.0, 4.0)  # first step: compile and warm-up
         elif rng.random() < 0.02:
             dt += rng.uniform(0.3, 1.2)  # the odd slow step
         dt = max(0.05, dt)
-        elapsed += dt
-        since_update += dt
         tl.wait(dt)
-        current = rate.update(1, since_update)
-        since_update = 0.0
+        bar_elapsed += dt
         loss = _decaying_loss(rng, step, steps, start=0.62, floor=0.3, noise=0.2)
-        yield tl.out(tl.meter(step, steps, elapsed, current, desc=FLUX_JOB,
-                           postfix=f"lr: {learning_rate:.1e} loss: {loss:.3e}"))
+        postfix = f"lr: {learning_rate:.1e} loss: {loss:.3e}"
         if step == fail_at:
             tl.wait(rng.uniform(0.2, 0.8))
             error = _oom_error(rng)
             yield tl.fail(_oom_traceback(error), error)
             return
-        if step % save_every == 0 and step < steps:
-            tl.wait(0.05)
-            yield tl.out(f"Saving at step {step}")
-            saving = rng.uniform(3.0, 6.0)
-            tl.wait(saving)
-            elapsed += saving + 0.05
-            since_update += saving + 0.05
-            yield tl.out(f"Saved to output/{FLUX_JOB}/{FLUX_JOB}_{step:09d}.safetensors")
+        if step:
+            if step % sample_every == 0:
+                yield from sample(nested=True)
+            if step % save_every == 0:
+                shown = bar_line(tl.meter(step - 1, steps, bar_elapsed - dt, rate.peek(), desc=FLUX_JOB, postfix=postfix))
+                tl.wait(0.05)
+                yield tl.out(f"Saving at step {step}", shown)  # tqdm.write: the message, the bar again
+                tl.wait(rng.uniform(3.0, 6.0))
+                yield tl.out(f"Saved to output/{FLUX_JOB}/optimizer.pt", shown)
+                if wandb:
+                    yield tl.out(f"Saving weights to W&B: {FLUX_JOB}_{step:09d}.safetensors")
+                    tl.wait(rng.uniform(2.0, 5.0))
+        yield tl.out(bar_line(tl.meter(step, steps, bar_elapsed, rate.update(1, dt), desc=FLUX_JOB, postfix=postfix)))
 
-    # 10. final save, tarball, upload
+    # 10. the end: the bar stays at steps−1, a last sample, the final save, the tarball, uploads
+    yield tl.out(bar_line(tl.meter(steps - 1, steps, bar_elapsed, rate.peek(), desc=FLUX_JOB, postfix=postfix)))
+    if sampling:
+        yield from sample(nested=False)
     tl.wait(rng.uniform(3.0, 6.0))
-    yield tl.out(f"Saved to output/{FLUX_JOB}/{FLUX_JOB}.safetensors")
+    yield tl.out(f"Saved to output/{FLUX_JOB}/optimizer.pt")
+    if wandb:
+        yield tl.out(f"Saving weights to W&B: {FLUX_JOB}.safetensors")
+        tl.wait(rng.uniform(2.0, 5.0))
     tl.wait(rng.uniform(1.0, 3.0))
     yield tl.out(
         f"output/{FLUX_JOB}/",
         f"output/{FLUX_JOB}/lora.safetensors",
         f"output/{FLUX_JOB}/config.yaml",
-        f"output/{FLUX_JOB}/README.md",
+        f"output/{FLUX_JOB}/captions/",
+        *(f"output/{FLUX_JOB}/captions/{name.rsplit('.', 1)[0]}.txt" for name in images[:3]),
     )
     if repo := ctx.value("hf_repo_id"):
         tl.wait(rng.uniform(0.5, 1.5))
-        yield tl.out(f"Uploading to Hugging Face: {repo}")
+        yield tl.out(f"Uploading to Hugging Face: {repo}", f"HF Repo URL: https://huggingface.co/{repo}")
         tl.wait(rng.uniform(5.0, 15.0))
     tl.wait(rng.uniform(6.0, 15.0))  # the platform uploads the weights; nothing is printed
     yield tl.succeed()
@@ -442,74 +496,114 @@ def _oom_traceback(error: str) -> list[str]:
 
 # ---- stability-ai/sdxl (cog-sdxl) -----------------------------------------------------------------
 
-SDXL_WEIGHTS = [
-    ("https://weights.replicate.delivery/default/sdxl/sdxl-vae-upcast-fix.tar", "./sdxl-cache"),
-    ("https://weights.replicate.delivery/default/sdxl/safety-1.0.tar", "./safety-cache"),
-]
+SDXL_URL = "https://weights.replicate.delivery/default/sdxl/sdxl-vae-upcast-fix.tar"
+SDXL_PREPROCESSING_WEIGHTS = {
+    "captions": [("https://weights.replicate.delivery/default/blip-large/processor.tar", "./blip-processor-cache"),
+                 ("https://weights.replicate.delivery/default/blip-large/model.tar", "./blip-cache")],
+    "masks": [("https://weights.replicate.delivery/default/clipseg/processor.tar", "./clipseg-processor-cache"),
+              ("https://weights.replicate.delivery/default/clipseg/model.tar", "./clipseg-cache")],
+    "upscaling": [("https://weights.replicate.delivery/default/swin2sr/model.tar", "./swin2sr-cache")],
+}
+
+
+def _sdxl_download(tl: _Timeline, url: str, dest: str, seconds: float) -> Iterator[Emit]:
+    """cog-sdxl predict.py download_weights: print("downloading url: ", url) … pget … took."""
+    yield tl.out(f"downloading url:  {url}", f"downloading to:  {dest}")
+    tl.wait(seconds)
+    yield tl.out(f"downloading took:  {seconds!r}")
 
 
 def sdxl(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent]:
+    """replicate/cog-sdxl@c79cb3c: train.py, preprocess.py, trainer_pti.py, predict.py."""
     rng, tl = ctx.rng, _Timeline(ctx)
     steps = int(ctx.value("max_train_steps"))
     batch = int(ctx.value("train_batch_size"))
     images = ctx.images if ctx.images else _default_images(rng)
     count = len(images)
 
-    for url, dest in SDXL_WEIGHTS:
-        tl.wait(rng.uniform(0.2, 0.6))
-        yield tl.out(f"downloading url:  {url}", f"downloading to:  {dest}")
-        took = rng.uniform(4.0, 14.0)
-        tl.wait(took)
-        yield tl.out(f"downloading took:  {took:.3f}s")
-
+    tl.wait(rng.uniform(0.5, 2.0))
+    yield tl.out("Image files:  " + repr([f"tmp/{name}" for name in sorted(images)]))
     if failure == "preprocess":
         tl.wait(rng.uniform(0.5, 1.5))
         yield tl.fail(_SDXL_TRACEBACK, _SDXL_ERROR)
         return
-    tl.wait(rng.uniform(1.0, 3.0))
+    # BLIP captions: its weights, then a bar over the images
     yield tl.out(f"Generating {count} captions...")
+    for url, dest in SDXL_PREPROCESSING_WEIGHTS["captions"]:
+        yield from _sdxl_download(tl, url, dest, rng.uniform(0.5, 4.0))
+    yield tl.out("Input captioning text: a photo of")
     yield from _bar_run(tl, count, rng.uniform(0.3, 0.6))
+    token = str(ctx.value("token_string") or "TOK")
+    yield tl.out(token, "Generated captions " + repr([f"a photo of {token}"] * min(count, 2) + ["..."]))
+    # CLIPSeg masks: a bar over a zip, so no total
     yield tl.out(f"Generating {count} masks...")
-    yield from _bar_run(tl, count, rng.uniform(0.1, 0.3))
+    for url, dest in SDXL_PREPROCESSING_WEIGHTS["masks"]:
+        yield from _sdxl_download(tl, url, dest, rng.uniform(0.3, 2.0))
+    yield tl.out(tl.meter(0, None, 0.0, None))
+    spent, rate = 0.0, SmoothedRate()
+    for n in range(1, count + 1):
+        dt = rng.uniform(0.1, 0.3)
+        spent += dt
+        tl.wait(dt)
+        current = rate.update(1, dt)
+        if n == count or n % 4 == 0:
+            yield tl.out(tl.meter(n, None, spent, current))
+    # SwinIR upscaling
     yield tl.out(f"Upscaling {count} images...")
+    for url, dest in SDXL_PREPROCESSING_WEIGHTS["upscaling"]:
+        yield from _sdxl_download(tl, url, dest, rng.uniform(0.5, 3.0))
     yield from _bar_run(tl, count, rng.uniform(0.8, 1.6))
-
+    # the SDXL weights, then the trainer
+    yield from _sdxl_download(tl, SDXL_URL, "./sdxl-cache", rng.uniform(12.0, 30.0))
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield tl.out("Using seed " + str(ctx.value("seed") or rng.randint(0, 2**32 - 1)))
     tl.wait(rng.uniform(15.0, 25.0))
-    yield tl.out("Using seed " + str(ctx.value("seed") or rng.randint(0, 2**32 - 1)), "# PTI : Loaded models")
+    yield tl.out("# PTI : Loaded models")
     tl.wait(rng.uniform(0.5, 1.5))
     yield tl.out(
         "text_model.embeddings.token_embedding.weight",
-        "text_model.embeddings.token_embedding.weight",
+        "Training: text_model.embeddings.token_embedding.weight",
         "# PTI : Loading dataset, do_cache True",
     )
     tl.wait(rng.uniform(3.0, 8.0))
     batches = max(1, math.ceil(count / batch))
+    epochs = math.ceil(steps / batches)
     yield tl.out(
         "# PTI : Loaded dataset",
         "# PTI :  Running training ",
         f"# PTI :  Num examples = {count}",
         f"# PTI :  Num batches each epoch = {batches}",
-        f"# PTI :  Num Epochs = {math.ceil(steps / batches)}",
+        f"# PTI :  Num Epochs = {epochs}",
         f"# PTI :  Instantaneous batch size per device = {batch}",
         f"  Total train batch size (w. parallel, distributed & accumulation) = {batch}",
         "# PTI :  Gradient Accumulation steps = 1",
         f"# PTI :  Total optimization steps = {steps}",
     )
+    # ONE bar over max_train_steps; the loop runs whole epochs, so it may end past its total.
+    # Each step: update(1) (refresh with the old description), then set_description.
     seconds_per_step = rng.uniform(0.34, 0.42) * batch / 4
     rate = SmoothedRate()
     yield tl.out(tl.meter(0, steps, 0.0, None))
-    elapsed = 0.0
-    for step in range(1, steps + 1):
-        dt = max(0.02, seconds_per_step * rng.gauss(1.0, 0.05))
-        elapsed += dt
-        tl.wait(dt)
-        lines = [tl.meter(step, steps, elapsed, rate.update(1, dt))]
-        if step == steps // 2:
-            lines.append("# PTI :  Pivot halfway")
-        yield tl.out(*lines)
-    tl.wait(rng.uniform(2.0, 5.0))
+    elapsed, desc, global_step = 0.0, "", 0
+    for epoch in range(epochs):
+        if epoch == epochs // 2:
+            yield tl.out("# PTI :  Pivot halfway")
+        for _ in range(batches):
+            dt = max(0.02, seconds_per_step * rng.gauss(1.0, 0.06))
+            if rng.random() < 0.01:
+                dt += rng.uniform(0.2, 0.8)
+            elapsed += dt
+            tl.wait(dt)
+            current = rate.update(1, dt)
+            first = tl.meter(global_step + 1, steps, elapsed, current, desc=desc)
+            desc = f"# PTI :step: {global_step}, epoch: {epoch}"
+            yield tl.out(first, tl.meter(global_step + 1, steps, elapsed, current, desc=desc))
+            global_step += 1
+    tl.wait(rng.uniform(0.5, 1.5))
     yield tl.out("Saving final model for return")
-    tl.wait(rng.uniform(5.0, 12.0))
+    tl.wait(rng.uniform(3.0, 6.0))
+    yield tl.out("training_out/lora.safetensors", "training_out/embeddings.pti", "training_out/special_params.json")
+    tl.wait(rng.uniform(5.0, 12.0))  # the platform uploads the weights; nothing is printed
     yield tl.succeed()
 
 
@@ -542,10 +636,17 @@ LLAMA_FILES = [
 
 
 def llama(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent]:
+    """replicate/cog-llama-template@845e24f: train.py, llama_recipes/llama_finetuning.py,
+    llama_recipes/utils/train_utils.py. LoRA runs on 4 GPUs with torch.distributed.run (every rank
+    draws its own bar), QLoRA in one process."""
     rng, tl = ctx.rng, _Timeline(ctx)
     epochs = int(ctx.value("num_train_epochs"))
     batch = int(ctx.value("train_batch_size"))
     max_steps = int(ctx.value("max_steps"))
+    qlora = ctx.value("peft_method") == "qlora"
+    validation = bool(ctx.value("run_validation"))
+    gpus = 4
+    processes = 1 if qlora else gpus
     rows = ctx.text_rows if ctx.text_rows else 1200
     weights_dir = "models/llama-2-7b/model_artifacts/training_weights"
 
@@ -555,49 +656,85 @@ def llama(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEven
         tl.wait(rng.uniform(4.0, 9.0) if name.endswith(".safetensors") else rng.uniform(0.05, 0.3))
         yield tl.out(f"Downloading  https://weights.replicate.delivery/default/llama-2-7b/{name}")
     tl.wait(rng.uniform(1.0, 2.0))
-    yield tl.out(
-        "Local Output Dir: training_output",
-        "Number of GPUs: 1",
-        "[stdout]",
-        "--> Running with torch dist debug set to detail",
-    )
+    args = (["python"] if qlora else ["python3", "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={gpus}"])
+    args += ["llama_recipes/llama_finetuning.py"] + ([] if qlora else ["--enable_fsdp"]) + [
+        "--use_peft", f"--model_name={weights_dir}", "--pure_bf16", "--output_dir=training_output",
+        "--pack_sequences=False", "--wrap_packed_sequences=False", "--chunk_size=2048",
+        "--data_path=/tmp/tmpk1x2/train_data.jsonl", f"--num_epochs={epochs}", f"--batch_size_training={batch}",
+        f"--gradient_accumulation_steps={ctx.value('gradient_accumulation_steps')}", f"--lr={ctx.value('learning_rate')}",
+        f"--lora_rank={ctx.value('lora_rank')}", f"--lora_alpha={ctx.value('lora_alpha')}",
+        f"--lora_dropout={ctx.value('lora_dropout')}", f"--peft_method={ctx.value('peft_method')}",
+        f"--run_validation={validation}", "--num_validation_samples=50", "--validation_data_path=None",
+        "--val_batch_size=1", "--validation_prompt=None", f"--seed={ctx.value('seed')}",
+    ]
+    yield tl.out("Local Output Dir: training_output", f"Number of GPUs: {gpus}", "Train.py Arguments: ", repr(args))
     if failure == "data":
         tl.wait(rng.uniform(2.0, 5.0))
-        yield tl.out(*_LLAMA_DATA_TRACEBACK, "[stdout]")
+        yield tl.out("--> Running with torch dist debug set to detail", *_LLAMA_DATA_TRACEBACK)
         tl.wait(rng.uniform(0.5, 1.5))
         yield tl.fail([], _LLAMA_ERROR)
         return
-    tl.wait(rng.uniform(20.0, 35.0))
+    tl.wait(rng.uniform(3.0, 6.0))
+    yield tl.out("--> Running with torch dist debug set to detail")
+    tl.wait(rng.uniform(5.0, 10.0))
+    for _ in range(processes):  # every rank loads the shards
+        yield from _bar_run(tl, 2, rng.uniform(3.0, 5.0) / processes, desc="Loading checkpoint shards")
+    tl.wait(rng.uniform(2.0, 5.0))
     yield tl.out(
-        f"--> Model {weights_dir}",
-        f"--> {weights_dir} has 6738.415616 Million params",
         "trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.06220594176090199",
+        f"--> Model {weights_dir}",
+        f"--> {weights_dir} has 262.41024 Million params",
     )
     tl.wait(rng.uniform(2.0, 6.0))
-    yield tl.out(f"--> Training Set Length = {rows}")
+    # num_validation_samples (50) from the tail of the training data
+    validation_rows = min(50, max(1, rows // 10)) if validation else 0
+    train_rows = rows - validation_rows if validation else rows
+    yield tl.out(f"--> Training Set Length = {train_rows}")
+    if validation:
+        yield tl.out(f"--> Validation Set Length = {validation_rows}")
 
-    per_epoch = max(1, math.ceil(rows / batch))
-    if max_steps > 0:
-        per_epoch = min(per_epoch, max_steps)
+    # DistributedSampler: ceil(rows / processes) each; DataLoader(drop_last=True): whole batches
+    per_epoch = max(1, -(-train_rows // processes) // batch)
+    eval_batches = max(1, -(-validation_rows // processes)) if validation else 0
+    budget = max_steps if max_steps > 0 else per_epoch * epochs
     seconds_per_step = rng.uniform(2.0, 2.6) * batch / 4
-    total_loss = 0.0
-    for epoch in range(1, epochs + 1):
+    best = float("inf")
+    late: str | None = None  # one rank's closing refresh, printed after the next epoch began
+    done = 0
+    for epoch in range(epochs):
         desc = f"Training Epoch{epoch}"
-        rate = SmoothedRate()
-        yield tl.out(tl.meter(0, per_epoch, 0.0, None, desc=desc))
+        lines = [tl.meter(0, per_epoch, 0.0, None, desc=desc, colour="blue") for _ in range(processes)]
+        if late:
+            lines.append(late)
+            late = None
+        yield tl.out(*lines)
+        rates = [SmoothedRate() for _ in range(processes)]
         elapsed, total_loss = 0.0, 0.0
+        steps_run = 0
         for step in range(per_epoch):
+            if done >= budget:
+                break
             dt = max(0.1, seconds_per_step * rng.gauss(1.0, 0.06))
+            if rng.random() < 0.03:
+                dt += rng.uniform(0.5, 2.0)  # a slow batch (long sequences)
             elapsed += dt
             tl.wait(dt)
-            global_step = (epoch - 1) * per_epoch + step
-            loss = _decaying_loss(rng, global_step, per_epoch * epochs, start=1.9, floor=1.05, noise=0.08)
+            loss = _decaying_loss(rng, done, budget, start=1.9, floor=1.05, noise=0.08)
             total_loss += loss
-            yield tl.out(
-                f"\n step {step} is completed and loss is {_float32(loss)}",
-                tl.meter(step + 1, per_epoch, elapsed, rate.update(1, dt), desc=desc),
-            )
-        epoch_loss = total_loss / per_epoch
+            done += 1
+            steps_run += 1
+            out = [f"\n step {step} is completed and loss is tensor({loss:.4f}, device='cuda:0')"]
+            order = list(range(processes))
+            rng.shuffle(order)
+            last_of_epoch = step == per_epoch - 1 or done >= budget
+            for rank in order:
+                line = tl.meter(step + 1, per_epoch, elapsed, rates[rank].update(1, dt), desc=desc, colour="blue")
+                if last_of_epoch and rank == order[-1] and not validation and epoch + 1 < epochs and processes > 1:
+                    late = line  # interleaving: this rank's closing line comes after the next epoch starts
+                else:
+                    out.append(line)
+            yield tl.out(*out)
+        epoch_loss = total_loss / max(1, steps_run)
         tl.wait(rng.uniform(0.5, 1.5))
         yield tl.out(
             "Max CUDA memory allocated was 14 GB",
@@ -605,15 +742,38 @@ def llama(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEven
             "Peak active CUDA memory was 14 GB",
             "Cuda Malloc retires : 0",
             "CPU Total Peak Memory consumed during the train (max): 3 GB",
-            f"Epoch {epoch}: train_perplexity={math.exp(epoch_loss):.4f}, train_epoch_loss={epoch_loss:.4f}",
         )
-    tl.wait(rng.uniform(1.0, 3.0))
-    yield tl.out("we are about to save the PEFT modules")
-    tl.wait(rng.uniform(2.0, 5.0))
-    yield tl.out("PEFT modules are saved in training_output directory", "[stdout]")
+        if validation:
+            spent = 0.0
+            for _ in range(processes):
+                yield tl.out(tl.meter(0, eval_batches, 0.0, None, desc="evaluating Epoch", colour="green"))
+            for n in range(1, eval_batches + 1):
+                dt = rng.uniform(0.25, 0.4)
+                spent += dt
+                tl.wait(dt)
+                if n == eval_batches or n % 4 == 0:
+                    yield tl.out(*(tl.meter(n, eval_batches, spent, n / spent, desc="evaluating Epoch", colour="green")
+                                   for _ in range(processes)))
+            eval_loss = epoch_loss * rng.uniform(0.95, 1.1)
+            yield tl.out(f" eval_ppl=tensor({math.exp(eval_loss):.4f}, device='cuda:0') "
+                         f"eval_epoch_loss=tensor({eval_loss:.4f}, device='cuda:0')")
+            if eval_loss < best:
+                yield tl.out("we are about to save the PEFT modules")
+                tl.wait(rng.uniform(2.0, 5.0))
+                yield tl.out("PEFT modules are saved in training_output directory")
+                best = eval_loss
+                yield tl.out(f"best eval loss on epoch {epoch} is tensor({best:.4f}, device='cuda:0')")
+        yield tl.out(f"Epoch {epoch + 1}: train_perplexity={math.exp(epoch_loss):.4f}, train_epoch_loss={epoch_loss:.4f}")
+        if done >= budget:
+            break
+    if not validation:
+        tl.wait(rng.uniform(1.0, 3.0))
+        yield tl.out("we are about to save the PEFT modules")
+        tl.wait(rng.uniform(2.0, 5.0))
+        yield tl.out("PEFT modules are saved in training_output directory")
     tl.wait(rng.uniform(1.0, 2.0))
-    yield tl.out("training_output/adapter_config.json", "training_output/adapter_model.bin")
-    tl.wait(rng.uniform(5.0, 10.0))
+    yield tl.out("training_output/adapter_config.json", "training_output/adapter_model.bin", "training_output/README.md")
+    tl.wait(rng.uniform(5.0, 10.0))  # the platform uploads the weights; nothing is printed
     yield tl.succeed()
 
 
@@ -650,6 +810,8 @@ SCRIPTS: dict[str, Script] = {
     script.name: script
     for script in (
         Script("flux", "ostris/flux-dev-lora-trainer", flux, "succeeded", "full flux LoRA run"),
+        Script("flux-raw", "ostris/flux-dev-lora-trainer", lambda c: flux(c, raw=True), "succeeded",
+               "full flux LoRA run on the newest Cog runtime (raw \\r refreshes, indented config)"),
         Script("flux-fail", "ostris/flux-dev-lora-trainer", lambda c: flux(c, "oom"), "failed",
                "CUDA out of memory a third of the way through training"),
         Script("flux-fail-load", "ostris/flux-dev-lora-trainer", lambda c: flux(c, "load"), "failed",

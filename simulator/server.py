@@ -83,6 +83,7 @@ class Simulator:
             )
         self.speed = float(speed)
         self.seed = seed
+        self.boot_seconds = BOOT_SECONDS  # simulated seconds in `starting`; scenarios may set real cold boots
         self.scenario = scenario
         self.token = token
         self.owner = owner
@@ -317,7 +318,7 @@ class Simulator:
         except Problem as rejected:
             raise RequestRejectedError(rejected.status, rejected.body) from None
         factory = SCRIPTS[record.script].factory
-        boot = record.rng.uniform(*BOOT_SECONDS)
+        boot = record.rng.uniform(*self.boot_seconds)
         # Measure the run on a copy of the generator state, then replay it with real timestamps.
         probe = random.Random()
         probe.setstate(record.rng.getstate())
@@ -482,7 +483,7 @@ class Simulator:
         await asyncio.sleep(seconds / self.speed)
 
     async def _run(self, record: TrainingRecord) -> None:
-        boot = record.rng.uniform(*BOOT_SECONDS)  # drawn first: the same whatever happens later
+        boot = record.rng.uniform(*self.boot_seconds)  # drawn first: the same whatever happens later
         try:
             for earlier in record.wait_for:
                 await earlier.done.wait()

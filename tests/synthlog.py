@@ -15,9 +15,10 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from simulator.progress_bars import meter
+
 JOB = "flux_train_replicate"
 WEIGHTS_URL = "https://weights.replicate.delivery/default/black-forest-labs/FLUX.1-dev/files.tar"
-_BLOCKS = " ▏▎▍▌▋▊▉"  # tqdm's partial-cell characters, 0/8 … 7/8
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,37 +27,12 @@ class SynthLine:
     text: str
 
 
-def tqdm_interval(seconds: float) -> str:
-    """tqdm's `format_interval`: `MM:SS` under an hour, else `H:MM:SS`."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def tqdm_bar(n: int, total: int, width: int = 10) -> str:
-    """The bar cells tqdm draws for n/total at the given width."""
-    cells = n / total * width if total else 0.0
-    full = int(cells)
-    if full >= width:
-        return "█" * width
-    partial = _BLOCKS[int((cells - full) * 8)]
-    return ("█" * full + partial).ljust(width)
-
-
 def tqdm_line(
     desc: str, n: int, total: int, elapsed: float, rate: float | None, postfix: str = ""
 ) -> str:
-    """One refresh of a tqdm bar as it appears in the log (rate in iterations per second)."""
-    prefix = f"{desc}: " if desc else ""
-    if rate:
-        remaining = tqdm_interval((total - n) / rate)
-        rate_text = f"{rate:5.2f}it/s" if rate >= 1 else f"{1 / rate:5.2f}s/it"
-    else:
-        remaining, rate_text = "?", "?it/s"
-    return (
-        f"{prefix}{n / total * 100:3.0f}%|{tqdm_bar(n, total)}| {n}/{total} "
-        f"[{tqdm_interval(elapsed)}<{remaining}, {rate_text}{postfix}]"
-    )
+    """One refresh of a tqdm bar as it appears in the log (rate in iterations per second), drawn by
+    tqdm's own meter (the one the simulator uses). `postfix` may start with ", " as in the log."""
+    return meter(n, total, elapsed, rate, desc=desc, postfix=postfix.removeprefix(", "))
 
 
 def _config(steps: int, save_every: int, trigger: str) -> list[str]:

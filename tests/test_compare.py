@@ -72,7 +72,8 @@ async def test_the_compare_command(isolated_home: Path) -> None:
 
         one = await run("compare", ids[0], env=env)
         assert one.code == 64 and "give 2 to 6 different trainings" in one.err
-        same = await run("compare", ids[0], DEST, env=env)
+        latest = (await run("status", DEST, "--json", env=env)).json()["id"]  # what DEST names
+        same = await run("compare", latest, DEST, env=env)
         assert same.code == 64 and "the same training" in same.err
     finally:
         await sim.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ReplitrackError
 from core.store import Store
-from tui.cli.demo import DEMO_MARKER, demo_home, prepare_demo_home
+from tui.cli.demo_home import DEMO_MARKER, demo_home, prepare_demo_home
 
 
 def test_the_demo_home_is_not_the_store(isolated_home: Path) -> None:

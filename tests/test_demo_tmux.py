@@ -71,7 +71,7 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path], tmp_path: Path
     term, rc_file = terminal
     # The window paints at once; the simulated Replicate starts behind it and the list fills.
     screen = term.wait(lambda s: "sdxl-sketches" in s and "webhooks" in s, 20, "the list of trainings")
-    assert "DEMO" in screen and "6 trainings" in screen
+    assert "DEMO" in screen and "7 trainings" in screen
     # The SDXL training is live: its row's percent goes up as webhooks arrive.
     first = term.wait(lambda s: "sdxl-sketches" in s and "processing" in s, 20, "the SDXL training to run")
     start = percents(first, "sdxl-sketches")[0]
@@ -95,7 +95,7 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path], tmp_path: Path
     assert beside.returncode == 0, beside.stderr
     assert "acting on the running demo" in beside.stderr
     listed = json.loads(beside.stdout)
-    assert len(listed) == 6 and any(view["destination"] == "demo-user/sdxl-sketches" for view in listed)
+    assert len(listed) == 7 and any(view["destination"] == "demo-user/sdxl-sketches" for view in listed)
 
     term.keys("q")
     wait_for_exit(rc_file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import replace
 
 import pytest
@@ -10,9 +12,8 @@ from hypothesis import strategies as st
 
 from core.logparse import LogParser, LogState, Stage
 from synthlog import JOB, flux_lines, flux_log, snapshots, tqdm_line
-from tests.conftest import REFERENCE
 
-LOGS = REFERENCE / "logs"
+LOGS = Path(__file__).resolve().parent / "fixtures" / "trainers"
 
 
 def reference(name: str) -> str:
@@ -165,10 +166,13 @@ def test_llm_step_lines_across_epochs() -> None:
     )
     state = parse(log)
     assert state.stage is Stage.TRAINING
-    assert state.total_steps == 8 and state.step == 5
-    assert state.train_percent == pytest.approx(62.5)
-    assert [s for s, _ in state.losses] == [0, 1, 2, 3, 4, 5] and state.loss == 0.25
-    log += lines("we are about to save the PEFT modules", "PEFT modules are saved in training_output directory")
+    # `step N` counts from 0: step 1 of the second epoch is the sixth step done
+    assert state.total_steps == 8 and state.step == 6
+    assert state.train_percent == pytest.approx(75.0)
+    assert [s for s, _ in state.losses] == [1, 2, 3, 4, 5, 6] and state.loss == 0.25
+    saved = lines("we are about to save the PEFT modules", "PEFT modules are saved in training_output directory")
+    assert parse(log + saved).stage is Stage.TRAINING  # a save in the middle is not the end
+    log += lines("step 2 is completed and loss is 0.2", "step 3 is completed and loss is 0.1") + saved
     assert parse(log).stage is Stage.SAVING
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -18,10 +20,9 @@ from core.progress import (
     time_curve,
 )
 from synthlog import JOB, flux_log, tqdm_line
-from tests.conftest import REFERENCE
 
 T0 = datetime(2024, 9, 10, 5, 10, 0, tzinfo=timezone.utc)
-STEP_LINE = (REFERENCE / "logs" / "flux-training-step-line.txt").read_text(encoding="utf-8").split("\n", 1)[1]
+STEP_LINE = (Path(__file__).resolve().parent / "fixtures" / "trainers" / "flux-training-step-line.txt").read_text(encoding="utf-8").split("\n", 1)[1]
 
 
 def at(seconds: float) -> datetime:
@@ -119,7 +120,7 @@ def test_outcomes() -> None:
     tracker = ProgressTracker()
     update(tracker, log, seconds=2700)
     done = update(tracker, log, Status.SUCCEEDED, seconds=3300)
-    assert (done.stage, done.overall_percent, done.eta_seconds) == (Stage.SUCCEEDED, 100.0, 0.0)
+    assert (done.stage, done.overall_percent, done.eta_seconds) == (Stage.SUCCEEDED, 100.0, None)
 
     for status in (Status.CANCELED, Status.ABORTED):
         ended = update(ProgressTracker(), None, status, seconds=10)
@@ -152,19 +153,21 @@ def test_eta_counts_the_trainers_remaining_time_down() -> None:
     assert update(tracker, STEP_LINE, seconds=2750).eta_seconds == 494 + FINISHING_SECONDS
 
 
-def test_eta_from_the_measured_step_rate_without_a_trainer_estimate() -> None:
+def test_eta_from_the_step_rate_measured_over_wall_time() -> None:
     tracker = ProgressTracker()
     log = "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(1, 101))
     first = update(tracker, log, seconds=100)
     assert first.step == 100 and first.eta_seconds is None  # one observation: no rate yet
-    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(101, 121))
-    second = update(tracker, log, seconds=110)  # 20 steps in 10 s
+    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(101, 141))
+    second = update(tracker, log, seconds=120)  # 40 steps in 20 s
     assert second.rate == pytest.approx(2.0)
-    assert second.eta_seconds == pytest.approx(880 / 2.0 + FINISHING_SECONDS)
-    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(121, 131))
-    third = update(tracker, log, seconds=120)  # 1 step/s now: smoothed 0.3 × 1 + 0.7 × 2
-    assert third.rate == pytest.approx(1.7)
-    assert third.eta_seconds == pytest.approx(round(870 / 1.7 + FINISHING_SECONDS, 1))
+    assert second.eta_seconds == pytest.approx(859 / 2.0 + FINISHING_SECONDS)  # the last step is 999
+    # a pause (sampling, a checkpoint): the ETA counts down meanwhile, and the rate takes it in
+    assert tracker.estimate(at(150)).eta_seconds == pytest.approx(859 / 2.0 - 30 + FINISHING_SECONDS)
+    log += "".join(f"step {n}/1000 loss={1 / n:.4f}\n" for n in range(141, 161))
+    third = update(tracker, log, seconds=160)  # 60 steps in 60 s, the pause included
+    assert third.rate == pytest.approx(1.0)
+    assert third.eta_seconds == pytest.approx(839 + FINISHING_SECONDS)
 
 
 def test_finishing_eta_and_percent() -> None:
@@ -193,6 +196,7 @@ def test_to_dict_is_json_ready_with_exact_keys() -> None:
     data = progress.to_dict()
     assert list(data) == [
         "stage", "step", "total_steps", "train_percent", "overall_percent", "eta_seconds", "rate", "loss", "lr",
+        "estimated",
     ]  # fmt: skip
     assert json.loads(json.dumps(data)) == data
     assert data["stage"] == "training" and data["overall_percent"] == 80.32 and data["train_percent"] == 82.73
@@ -206,3 +210,52 @@ def test_state_exposes_the_series_and_traceback() -> None:
     update(tracker, log, Status.FAILED, seconds=500)
     assert len(tracker.state.losses) == 50 and tracker.state.traceback is not None
     assert tracker.state.traceback.endswith("RuntimeError: boom")
+
+
+def test_finishing_allowance_is_learned_from_the_trainers_history() -> None:
+    from core.progress import RunRecord
+
+    runs = [RunRecord(900, steps=1000, preparation=100, training=780, finishing=f) for f in (8.0, 12.0, 40.0)]
+    tracker = ProgressTracker(history=runs)
+    assert tracker.finishing_allowance() == 12.0  # the median measured, not a fixed 30 s
+    progress = update(tracker, flux_log(20), seconds=100)
+    assert progress.stage is Stage.SAVING and progress.eta_seconds == 12.0
+    assert tracker.estimate(at(105)).eta_seconds == 7.0
+    assert ProgressTracker().finishing_allowance() == FINISHING_SECONDS  # no history: the default
+
+
+def test_history_eta_before_the_bar_scales_with_the_configured_steps() -> None:
+    from core.progress import RunRecord
+
+    runs = [RunRecord(900 + d, steps=1000, preparation=100, training=780 + d, finishing=20) for d in (-20, 0, 20)]
+    short = ProgressTracker(history=runs, configured_steps=40)
+    assert update(short, "Setting up\n", seconds=10).eta_seconds == pytest.approx(100 + 40 * 0.78 + 20 - 10)
+    long = ProgressTracker(history=runs, configured_steps=1000)
+    assert update(long, "Setting up\n", seconds=10).eta_seconds == pytest.approx(100 + 780 + 20 - 10)
+
+
+def test_a_run_record_from_a_stored_training() -> None:
+    from core.progress import run_record
+
+    record = {
+        "status": "succeeded", "started_at": "2024-09-10T05:10:00Z", "completed_at": "2024-09-10T05:30:00Z",
+        "input": {"steps": 1000}, "total_steps": 1000, "training_done_at": "2024-09-10T05:29:10Z",
+        "stages": [["booting", "2024-09-10T05:10:00Z"], ["training", "2024-09-10T05:13:00Z"],
+                   ["saving", "2024-09-10T05:29:30Z"], ["succeeded", "2024-09-10T05:30:00Z"]],
+    }
+    run = run_record(record)
+    assert run is not None
+    assert (run.duration, run.steps, run.preparation, run.training, run.finishing) == (1200, 1000, 180, 970, 50)
+    assert run_record({**record, "status": "failed"}) is None
+
+
+def test_sampling_pauses_ahead_count_whole() -> None:
+    """ai-toolkit samples every `sample_every` steps (its config) while its bar waits; the last
+    sampling's own bar says how long one takes."""
+    tracker = ProgressTracker()
+    head = '"sample_every": 100,\n' + "Generating Images: 100%|██████████| 4/4 [00:40<00:00, 10.00s/it]\n"
+    log = head + tqdm_line(JOB, 10, 1000, 10, 1.0, ", lr: 4.0e-04 loss: 3.000e-01") + "\n"
+    update(tracker, log, seconds=100)
+    log += tqdm_line(JOB, 150, 1000, 150, 1.0, ", lr: 4.0e-04 loss: 3.000e-01") + "\n"
+    progress = update(tracker, log, seconds=280)  # 140 steps and one 40 s sampling in 180 s
+    assert progress.eta_seconds == pytest.approx(849 * 1.0 + 8 * 40 + FINISHING_SECONDS)

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from synthlog import flux_log
-from tests.conftest import REFERENCE
 
-LOGS = REFERENCE / "logs"
+LOGS = Path(__file__).resolve().parent / "fixtures" / "trainers"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,7 +85,7 @@ def test_elapsed_and_status(tmp_path: Path) -> None:
     assert as_json(str(empty))["overall_percent"] == 0.0  # no time known, nothing parsed
     assert as_json(str(empty), "--elapsed", "120")["overall_percent"] == pytest.approx(14.0, abs=0.3)
     done = as_json(str(LOGS / "flux-training-step-line.txt"), "--status", "succeeded")
-    assert (done["stage"], done["overall_percent"], done["eta_seconds"]) == ("succeeded", 100.0, 0.0)
+    assert (done["stage"], done["overall_percent"], done["eta_seconds"]) == ("succeeded", 100.0, None)  # finished: no ETA
     failed = as_json(str(LOGS / "flux-training-step-line.txt"), "--status", "failed")
     assert (failed["stage"], failed["overall_percent"], failed["eta_seconds"]) == ("failed", 80.32, None)
 

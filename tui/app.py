@@ -361,10 +361,10 @@ class ReplitrackApp(App[int]):
         if tracker is not None and is_terminal(record):
             # A finished training's record keeps the figures of its last significant update
             # (or none, when it was imported without its log): the parsed log knows the last.
-            state = tracker.state
+            last = tracker.estimate(now).to_dict()  # (a finished run did all its steps)
             for key in ("step", "total_steps", "loss", "lr", "rate", "train_percent"):
-                if getattr(state, key) is not None:
-                    view[key] = getattr(state, key)
+                if last[key] is not None:
+                    view[key] = last[key]
         self.records[training_id] = view
         return view
 

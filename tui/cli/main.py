@@ -76,7 +76,7 @@ def use_running_demo(command: str | None) -> None:
 
     if command in _OFFLINE or config.api_token() or os.environ.get("REPLICATE_BASE_URL"):
         return
-    from tui.cli.demo import running_demo
+    from tui.cli.demo_home import running_demo
 
     found = running_demo()
     if found is None:

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         ("lr", f"{progress.lr:.4g}" if progress.lr is not None else "–"),
         ("lines", str(state.lines)),
     ]
+    if progress.estimated:
+        rows.append(("note", "overall is a guess from the clock alone: the log shows no progress"))
     if state.error_lines:
         rows.append(("error", state.error_lines[-1]))
     width = max(len(name) for name, _ in rows)

@@ -22,9 +22,9 @@ from core.client import ReplicateClient
 from core.service import TrainingService
 from core.store import Store
 from tui.app import ReplitrackApp, create_app
-# The demo's home (its own folder, cleared at each start) lives with the `demo` command, light to
-# import: every command without a token looks for a running demo.
-from tui.cli.demo import DEMO_INFO, demo_home, prepare_demo_home
+# The demo's home (its own folder, cleared at each start) is a light module of its own: every
+# command without a token looks for a running demo there.
+from tui.cli.demo_home import DEMO_INFO, demo_home, prepare_demo_home
 
 DEMO_SPEED = 10.0
 DEMO_TOKEN = "r8_demo" + "0" * 33  # the simulator accepts this one; it is nobody's real token
@@ -83,7 +83,7 @@ async def boot_demo(parts: Parts, *, speed: float = DEMO_SPEED, seed: int = 0, s
     simulator = Simulator(speed=speed, seed=seed, token=DEMO_TOKEN)
     parts.simulator = simulator  # set first: whoever closes the parts stops it, even half-started
     base_url = await simulator.start()
-    try:  # so that CLI commands beside the demo can act on its simulator (see tui.cli.demo.running_demo)
+    try:  # so that CLI commands beside the demo can act on its simulator (see tui.cli.demo_home.running_demo)
         (parts.store.home / DEMO_INFO).write_text(json.dumps({"base_url": base_url, "token": DEMO_TOKEN}))
     except OSError:
         pass  # commands beside it then say there is no token; the demo itself is unaffected

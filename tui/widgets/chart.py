@@ -35,8 +35,8 @@ MAX_POINTS = 1_500
 REDRAW_EVERY = 0.25  # seconds
 
 
-def thin(points: Sequence[Point], limit: int) -> Sequence[Point]:
-    """At most about `limit` evenly spaced points, always keeping the last one."""
+def stride(points: Sequence[Point], limit: int) -> Sequence[Point]:
+    """At most about `limit` evenly spaced points, always keeping the last one (for the trend)."""
     if len(points) <= limit:
         return points
     step = -(-len(points) // limit)
@@ -44,6 +44,64 @@ def thin(points: Sequence[Point], limit: int) -> Sequence[Point]:
     if kept[-1] != points[-1]:
         kept.append(points[-1])
     return kept
+
+
+def thin(points: Sequence[Point], limit: int, cache: MinMax | None = None) -> Sequence[Point]:
+    """At most about `limit` points: of each run of consecutive points, its lowest and its highest
+    (in step order), so a spike of one step in a million still shows in its column. With a
+    `cache` (one per series), runs already summed up are not read again: a redraw costs the
+    points added since the last one."""
+    count = len(points)
+    if count <= limit:
+        return points
+    xs: Sequence[float]
+    ys: Sequence[float]
+    if hasattr(points, "steps") and hasattr(points, "values"):
+        xs, ys = points.steps, points.values
+    else:
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+    cache = cache if cache is not None else MinMax()
+    kept: list[Point] = []
+    for low, high in cache.extremes(ys, count, max(1, limit // 2)):
+        for at in (low, high) if low < high else (high, low) if high < low else (low,):
+            kept.append((xs[at], ys[at]))
+    if kept[-1] != (xs[-1], ys[-1]):
+        kept.append((xs[-1], ys[-1]))
+    return kept
+
+
+class MinMax:
+    """Where the lowest and highest values of each run of `size` points are, for a series that
+    only grows. Sizes are powers of two, so when a longer series needs longer runs, neighbouring
+    runs merge instead of being read again."""
+
+    def __init__(self) -> None:
+        self.size = 1
+        self.runs: list[tuple[int, int]] = []  # complete runs only
+
+    def extremes(self, ys: Sequence[float], count: int, buckets: int) -> list[tuple[int, int]]:
+        if len(self.runs) * self.size > count:  # not the series it was made for: start again
+            self.size, self.runs = 1, []
+        while -(-count // self.size) > buckets:
+            self.size *= 2
+            runs = self.runs
+            merged = [self._pick(ys, runs[i], runs[i + 1]) for i in range(0, len(runs) - 1, 2)]
+            self.runs = merged  # an odd last run is read again below
+        size = self.size
+        for start in range(len(self.runs) * size, count - size + 1, size):
+            self.runs.append(self._read(ys, start, start + size))
+        done = len(self.runs) * size
+        tail = [self._read(ys, done, count)] if done < count else []
+        return self.runs + tail
+
+    @staticmethod
+    def _read(ys: Sequence[float], start: int, end: int) -> tuple[int, int]:
+        chunk = ys[start:end]
+        return start + chunk.index(min(chunk)), start + chunk.index(max(chunk))
+
+    @staticmethod
+    def _pick(ys: Sequence[float], a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return (a[0] if ys[a[0]] <= ys[b[0]] else b[0]), (a[1] if ys[a[1]] >= ys[b[1]] else b[1])
 
 
 def smooth(points: Sequence[Point], weight: float = 0.9) -> list[Point]:
@@ -188,6 +246,7 @@ class LossChart(Widget):
         self.losses: Sequence[tuple[int, float]] = ()
         self.lrs: Sequence[tuple[int, float]] = ()
         self._seen = (0, 0)
+        self._minmax = (MinMax(), MinMax())  # per-run extremes of the loss and lr series
         self._last: tuple[int, float] | None = None
         self._drawn_at = float("-inf")
         self.empty_message = WAITING  # what to say while there is nothing to draw
@@ -197,6 +256,8 @@ class LossChart(Widget):
         """Point at the parser's series (never copied: they only grow); redraw if they grew."""
         last = losses[-1] if losses else None
         if (len(losses), len(lrs)) != self._seen or last != self._last:
+            if losses is not self.losses:  # another training's series
+                self._minmax = (MinMax(), MinMax())
             self.losses, self.lrs = losses, lrs
             self._seen, self._last = (len(losses), len(lrs)), last
             # Redraw at most REDRAW_EVERY seconds apart: a curve needs no 50 redraws a second.
@@ -216,10 +277,10 @@ class LossChart(Widget):
         # A plot is at most a few hundred dots wide: thin long runs (a million steps) before
         # drawing, with a C-speed slice, so a redraw costs about the same at step 100 and 10⁶.
         limit = min(MAX_POINTS, max(200, self.size.width * 4))  # ≥ 2 points per dot column
-        losses, lrs = thin(self.losses, limit), thin(self.lrs, limit)
+        losses, lrs = thin(self.losses, limit, self._minmax[0]), thin(self.lrs, limit, self._minmax[1])
         series = [Series("loss", losses, colour("foreground-darken-3"))]
-        if len(losses) > 2:
-            series.append(Series("smoothed", smooth(losses), f"bold {colour('primary')}"))
+        if len(losses) > 2:  # the trend from evenly spaced points: extremes would pull it about
+            series.append(Series("smoothed", smooth(stride(self.losses, limit)), f"bold {colour('primary')}"))
         if lrs:
             series.append(Series("lr", lrs, colour("warning"), axis="right"))
         return plot(series, self.size.width, self.size.height, empty=self.empty_message)

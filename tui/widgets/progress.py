@@ -34,6 +34,8 @@ class BigProgress(Widget):
         line = bar(value / 100, width, style=style)
         caption = Text()
         caption.append(f"{value:.1f}%", style=f"bold {style}")
+        if view.get("estimated"):
+            caption.append(" (estimate: the trainer prints no progress)", style="yellow")
         if view.get("total_steps"):
             caption.append(f"   step {int(view.get('step') or 0):,} / {int(view['total_steps']):,}", style="bold")
             if view.get("train_percent") is not None:
