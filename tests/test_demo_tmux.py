@@ -109,7 +109,7 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path], tmp_path: Path
     while term.alive() and time.monotonic() < deadline:  # the first session closes after its shell
         time.sleep(0.1)
     term.tmux("new-session", "-d", "-s", "demo", "-x", "120", "-y", "36", "sh", "-c", term.command)  # type: ignore[attr-defined]
-    screen = term.wait(lambda s: "sdxl-sketches" in s and "6 trainings" in s and "processing" in s, 30,
+    screen = term.wait(lambda s: "sdxl-sketches" in s and "7 trainings" in s and "processing" in s, 30,
                        "the list again, fresh")
     start = percents(screen, "sdxl-sketches")[0]
     term.wait(lambda s: percents(s, "sdxl-sketches") and percents(s, "sdxl-sketches")[0] > start + 2,

@@ -255,7 +255,7 @@ class DetailScreen(ReplitrackScreen[None]):
             return running
         if action == "retry":
             return status is not None and status.terminal
-        if action == "copy_version":
+        if action in ("copy_version", "try_model"):  # a try runs the trained version
             return bool(self.view.get("output_version"))
         if action == "copy_weights":
             return bool(self.view.get("output_weights"))
