@@ -111,8 +111,6 @@ class Updater:
         tid = training.id
         if webhook_id is not None and self.store.seen_webhook(webhook_id):
             return self._tell(UpdateResult(tid, "duplicate", source, self.store.get(tid)))
-        if webhook_id is not None:
-            self.store.remember_webhook(webhook_id)
 
         before = self.store.get(tid)
         now = self.clock()
@@ -145,6 +143,8 @@ class Updater:
             self.store.put(record)
             if became_terminal or before is None:
                 self._learn_duration(record)
+        if webhook_id is not None:  # only now: never durable without what the webhook carries
+            self.store.remember_webhook(webhook_id)
         outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
