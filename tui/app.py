@@ -25,8 +25,9 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from core.errors import NetworkError, ReplitrackError, ServerError
-from core.models import utcnow
+from core.models import replicate_web_url, utcnow
 from core.service import TrainingService
+from core.text import terminal_safe
 from core.updates import UpdateResult
 from core.views import status_view
 from tui.hooks import run_hook
@@ -243,6 +244,7 @@ class ReplitrackApp(App[int]):
             self._announce_end(self.records[tid])
 
     def _announce_end(self, view: dict[str, Any]) -> None:
+        view = {k: terminal_safe(v, one_line=True) if isinstance(v, str) else v for k, v in view.items()}
         name = view.get("destination") or view.get("id")
         status = str(view.get("status"))
         if status == "succeeded":
@@ -396,7 +398,7 @@ class ReplitrackApp(App[int]):
 
     def open_training_page(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
-        url = view.get("web_url") or f"https://replicate.com/p/{training_id}"
+        url = replicate_web_url(view.get("web_url"), training_id)  # https on replicate.com, nothing else
         self.open_url(url)
         self.notify(f"Opened {url}", markup=False, timeout=3)
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from core.models import Status, parse_time
+from core.text import terminal_safe
 
 # One colour per status, from Textual's theme variables where the widget allows it.
 STATUS_STYLE: dict[str, str] = {
@@ -127,5 +128,5 @@ def progress_cell(record: dict[str, Any], width: int = 12) -> Text:
 
 
 def safe(value: Any) -> Text:
-    """Untrusted text (names, logs, errors) as-is: never parsed as markup."""
-    return Text("" if value is None else str(value))
+    """Untrusted text (names, logs, errors): never parsed as markup, never a terminal control."""
+    return Text(terminal_safe(value))

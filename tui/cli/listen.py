@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import BadArgumentError
+from core.text import terminal_safe
 
 if TYPE_CHECKING:  # the listener (aiohttp) is imported only when the command runs
     from listener.events import EventRecord
@@ -123,13 +124,13 @@ class _Printer:
         self._last_error: str | None = None
 
     def emit(self, data: dict[str, Any], text: str) -> None:
-        print(json.dumps(data, ensure_ascii=False) if self.as_json else text, flush=True)
+        print(json.dumps(data, ensure_ascii=False) if self.as_json else terminal_safe(text), flush=True)
 
     def note(self, kind: str, message: str, **extra: Any) -> None:
         if self.as_json:
             self.emit({"type": kind, "message": message, **extra}, "")
         else:
-            print(message, file=sys.stderr, flush=True)
+            print(terminal_safe(message), file=sys.stderr, flush=True)
 
     def shown(self, record: EventRecord) -> bool:
         return not self.events or record.event is None or record.event in self.events

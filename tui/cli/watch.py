@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from core.errors import BadArgumentError
+from core.text import terminal_safe
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -118,7 +119,7 @@ class _Lines(_Display):
                 parts += [_state(view), f"ETA {o.fmt_duration(o.remaining_seconds(view))}"]
             if view.get("loss") is not None:
                 parts.append(f"loss {o.fmt_loss(view['loss'])}")
-            print("  ".join(parts), flush=True)
+            print(terminal_safe("  ".join(parts), one_line=True), flush=True)
 
 
 class _Bars(_Display):
@@ -147,8 +148,8 @@ class _Bars(_Display):
         for tid, view in tick.views.items():
             fields: dict[str, Any] = {
                 # names come from Replicate: never let them be read as markup
-                "name": escape(_name(view)),
-                "state": escape(_state(view)),
+                "name": escape(terminal_safe(_name(view), one_line=True)),
+                "state": escape(terminal_safe(_state(view), one_line=True)),
                 "eta": "" if view["terminal"] else f"ETA {o.fmt_duration(o.remaining_seconds(view))}",
                 "loss": f"loss {o.fmt_loss(view['loss'])}" if view.get("loss") is not None else "",
             }

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from core.models import Status
+from core.text import terminal_safe
 from tui.format import duration, elapsed_seconds, eta_text, number, rate, safe, status_text
 from tui.widgets.chart import LossChart
 from tui.widgets.live_log import TAIL_LINES, LiveLog
@@ -54,7 +55,7 @@ def inputs_text(view: dict[str, Any]) -> Text:
     for key, value in items:
         shown = value if isinstance(value, str) else json.dumps(value)
         text.append(f"{key}: ", style="dim")
-        text.append(str(shown)[:200] + "\n")
+        text.append(terminal_safe(str(shown)[:200], one_line=True) + "\n")
     text.rstrip()
     return text
 
@@ -70,11 +71,11 @@ def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[
         text.append("c copies the version · w copies the weights URL", style="dim")
     elif status == "failed":
         text.append("Error  ", style="bold red")
-        text.append(str(view.get("error") or "no error message from Replicate") + "\n")
+        text.append(terminal_safe(view.get("error") or "no error message from Replicate") + "\n")
         tail = (traceback or "\n".join(error_lines)).splitlines()[-TRACEBACK_TAIL:]
         if tail:
             text.append("Traceback (tail)\n", style="bold red")
-            text.append("\n".join(tail), style="red")
+            text.append(terminal_safe("\n".join(tail)), style="red")
     elif status in ("canceled", "aborted"):
         text.append(f"This training was {status}.", style="magenta")
     return text
@@ -161,7 +162,7 @@ class DetailScreen(Screen[None]):
         title = Text()
         title.append_text(status_text(view.get("status")))
         title.append("  ")
-        title.append(str(view.get("destination") or "(destination unknown)"), style="bold")
+        title.append(terminal_safe(view.get("destination") or "(destination unknown)", one_line=True), style="bold")
         title.append(f"   {self.training_id}", style="dim")
         # Statics of fixed height update without a layout pass (a layout per webhook would cost
         # more than everything else on this screen); the others only when their text changed.

@@ -22,11 +22,12 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.text import terminal_safe
+
 MAX_WIDTH = 2_000  # horizontal scroll range; longer lines are cut there
 _MATCH = Style(bgcolor="yellow", color="black", bold=True)
 _CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
 _NEWLINE = re.compile(b"\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def read_tail(path: Path, lines: int, *, block: int = 1 << 16) -> str:
@@ -55,7 +56,7 @@ def display(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     if "\r" in text:
         text = text.rstrip("\r").rsplit("\r", 1)[-1]
-    return _CONTROL.sub("·", text.expandtabs(4))
+    return terminal_safe(text.expandtabs(4), one_line=True)
 
 
 class LogFile:
