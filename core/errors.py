@@ -25,7 +25,7 @@ class StoreInUseError(StoreError):
         self.home, self.pid, self.api_url = home, pid, api_url
         who = f"PID {pid}" if pid else "another process"
         if what and isinstance(what, str):
-            who = f"{what} (PID {pid})" if pid else what
+            who = f"PID {pid} ({what})" if pid else what
         super().__init__(
             f"the store at {home} is already in use by {who} (another replitrack?). "
             "Stop it, or set REPLITRACK_HOME to use a different store."

@@ -163,7 +163,7 @@ def test_second_writer_gets_a_clear_error_naming_the_pid(isolated_home: Path) ->
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreInUseError) as caught:
             Store()
-        assert f"already in use by a Python process (PID {holder.pid})" in str(caught.value)
+        assert f"already in use by PID {holder.pid} (a Python process)" in str(caught.value)
         assert "REPLITRACK_HOME" in str(caught.value)
         owner = read_owner(isolated_home)
         assert owner is not None and (owner["pid"], owner["api"]) == (holder.pid, "http://127.0.0.1:9999")

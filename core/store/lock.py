@@ -20,8 +20,8 @@ LOCK_FILE = "replitrack.lock"
 
 def describe_process() -> str:
     """What this process is, for another one that finds the store held: `replitrack logs`."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if name != "replitrack":
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) != "replitrack" and not program.endswith(os.path.join("tui", "cli", "__main__.py")):
         return "a Python process"
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
     return f"`replitrack {command}`" if command else "the replitrack app"

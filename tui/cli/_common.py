@@ -117,6 +117,7 @@ class Owner:
 
     pid: int | None
     api: str | None
+    secret: str | None = None  # what its local API's changing routes want (from the 0600 owner file)
 
     def describe(self) -> str:
         return f"the replitrack instance (PID {self.pid})" if self.pid else "another replitrack instance"
@@ -129,8 +130,10 @@ def store_owner() -> Owner | None:
     if found is None:
         return None
     api = found.get("api")
+    secret = found.get("secret")
     return Owner(found.get("pid") if isinstance(found.get("pid"), int) else None,
-                 api.rstrip("/") if isinstance(api, str) and api else None)
+                 api.rstrip("/") if isinstance(api, str) and api else None,
+                 secret if isinstance(secret, str) else None)
 
 
 @contextmanager
@@ -275,7 +278,8 @@ class LocalApi:
         url = self.base + path
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as http:
-                response = await http.request(method, url, json=body)
+                headers = {"Authorization": f"Bearer {self.owner.secret}"} if self.owner.secret else {}
+                response = await http.request(method, url, json=body, headers=headers)
         except httpx.TransportError as error:
             raise ReplitrackError(
                 f"{self.owner.describe()} owns the store but its local API at {self.base} does not "

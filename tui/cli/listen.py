@@ -195,7 +195,9 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         service = TrainingService(store, client)
         if args.api_host != "127.0.0.1" and args.expose_local_api:
             printer.note("warning", f"WARNING: the local API listens on {args.api_host}: anyone who can reach it "
-                         "can read your trainings and logs and trigger syncs")
+                         "can read your trainings, their inputs and logs, and the webhooks received (headers "
+                         "and bodies); changing routes (start, cancel, retry, import, sync, replay) still "
+                         "need the token in the store's replitrack.lock")
         listener = Listener(
             service, secret=args.webhook_secret, public_port=args.port, local_port=args.api_port,
             local_host=args.api_host, expose_local=args.expose_local_api, max_body=options["max_body"],
