@@ -203,27 +203,35 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     from core.views import tracked_status_view
 
     owner = store_owner()
-    with open_store(write=owner is None) as store:
-        record = store.find(ref.strip())
-        if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal):
+    fetched = None
+    if owner is None:  # ask Replicate first, without holding the store (it may be slow, or 429)
+        with open_store(write=False) as reader:
+            record = reader.find(ref.strip())
+        if record is None or not Status.parse(record.get("status")).terminal:
             from core.client import _ID
-            from core.service import TrainingService, UnknownTrainingError
+            from core.service import UnknownTrainingError
 
             if record is None and not _ID.match(ref.strip()):
                 raise UnknownTrainingError(ref)  # a destination name we do not know: nothing to fetch
             async with make_client() as client:
-                service = TrainingService(store, client)
                 try:
-                    result = await service.refresh(record["id"] if record else ref.strip(), source="sync")
-                    record = result.record or store.get(result.training_id)
+                    fetched = await client.get_training(record["id"] if record else ref.strip())
                 except ReplitrackError as error:  # offline, no token, rate limited: local data still shows
                     if record is None:
                         raise
                     warn(f"{error}; showing what is stored locally")
-                assert record is not None
-                view = tracked_status_view(service.updater, record)
+    with open_store(write=fetched is not None) as store:  # the lock only for the moment of saving
+        if fetched is not None and not store.readonly:
+            from core.updates import Updater
+
+            updater = Updater(store)
+            result = updater.apply(fetched, source="sync")
+            await store.commit()
+            record = result.record or store.get(result.training_id)
+            assert record is not None
+            view = tracked_status_view(updater, record)
         else:
-            record = record or find_record(store, ref)
+            record = find_record(store, fetched.id if fetched is not None else ref)
             view = live_view(store, record)
         return view, store.read_log(record["id"]) if with_log else ""
 
