@@ -184,6 +184,11 @@ class TrainingService:
                 except ReplitrackError as error:
                     if on_error:
                         on_error(error)
+                except Exception as error:  # one odd training must not stop polling the others
+                    log.debug("polling %s failed", tid, exc_info=True)
+                    if on_error:
+                        on_error(ReplitrackError(f"polling {tid} failed ({type(error).__name__}: {error}); "
+                                                 "the other trainings are still polled"))
             await asyncio.sleep(pause)
 
 

@@ -74,6 +74,11 @@ class Updater:
         if training_id in self._trackers:
             self._trackers.move_to_end(training_id)
             return self._trackers[training_id]
+        return self.adopt_tracker(training_id, self.build_tracker(training_id, training))
+
+    def build_tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
+        """A tracker rebuilt from the stored log, not registered: this may run in a worker thread
+        (a long log takes a while to parse); `adopt_tracker` then registers it on the event loop."""
         record = self.store.get(training_id) or {}
         trainer = record.get("trainer") or (training.model if training else "")
         steps = steps_from_input(record.get("input") or (training.input if training else None))
@@ -84,6 +89,14 @@ class Updater:
                 now=self.clock(), started_at=parse_time(record.get("started_at")),
                 created_at=parse_time(record.get("created_at")),
             )
+        return tracker
+
+    def adopt_tracker(self, training_id: str, tracker: ProgressTracker) -> ProgressTracker:
+        """Register a built tracker (on the event loop only), unless one was registered meanwhile:
+        that one has seen the updates that arrived during the build."""
+        if training_id in self._trackers:
+            self._trackers.move_to_end(training_id)
+            return self._trackers[training_id]
         self._trackers[training_id] = tracker
         if len(self._trackers) > TRACKERS_KEPT:  # an import of thousands: keep memory bounded
             self._trackers.popitem(last=False)

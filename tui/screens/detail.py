@@ -141,7 +141,8 @@ class DetailScreen(Screen[None]):
     async def _track(self) -> None:
         """Build the training's tracker (it parses the whole stored log once) off the UI loop."""
         updater = self.app.service.updater  # type: ignore[attr-defined]
-        await asyncio.to_thread(updater.tracker, self.training_id)
+        built = await asyncio.to_thread(updater.build_tracker, self.training_id)
+        updater.adopt_tracker(self.training_id, built)  # registered here, on the event loop, only
         self.tracked = True
         self.refresh_all()
         app: Any = self.app
