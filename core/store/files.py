@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from core.errors import StoreWriteError
@@ -69,22 +70,26 @@ def append_whole(path: Path, payload: bytes, *, fsync: bool, line_aligned: bool 
         os.close(fd)
 
 
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Replace `path` with `payload`: temp file in the same directory (0600), fsync, rename, fsync dir."""
+def atomic_write(path: Path, payload: bytes | Iterable[bytes]) -> None:
+    """Replace `path` with `payload` (bytes, or chunks written as they come): temp file in the same
+    directory (0600), fsync, rename, fsync the directory."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(payload)
+        with os.fdopen(fd, "wb", buffering=1 << 18) as file:
+            for chunk in [payload] if isinstance(payload, bytes) else payload:
+                file.write(chunk)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
         fsync_path(path.parent)
-    except OSError as error:
+    except BaseException as error:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise write_error(path, error) from error
+        if isinstance(error, OSError):
+            raise write_error(path, error) from error
+        raise
 
 
 def fsync_path(path: Path) -> None:

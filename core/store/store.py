@@ -273,7 +273,7 @@ class Store:
             self._logs.fsync(logs)
             if ids:
                 webhook_ids.append(self.home, ids)
-            atomic_write(self.db_path, b"".join(encode_database(snapshot)))
+            atomic_write(self.db_path, encode_database(snapshot))  # streamed: never one 10 MB join
             self._db_seq = seq
             self._journal_file.drop_folded(seq, truncate_active=truncate_active)
 
