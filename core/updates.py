@@ -129,8 +129,10 @@ class Updater:
         now = self.clock()
         old_status = Status.parse(before["status"]) if before else None
         if old_status is not None and training.status.rank < old_status.rank:
+            self._remember(webhook_id)  # nothing to write: its id alone
             return self._tell(UpdateResult(tid, "stale", source, before))
         if old_status is not None and old_status.terminal and training.status != old_status:
+            self._remember(webhook_id)
             return self._tell(UpdateResult(tid, "final", source, before))
 
         new_log = self.store.extend_log(tid, training.logs) if training.logs else ""
@@ -156,11 +158,14 @@ class Updater:
             self.store.put(record)
             if became_terminal or before is None:
                 self._learn_duration(record)
-        if webhook_id is not None:  # only now: never durable without what the webhook carries
-            self.store.remember_webhook(webhook_id)
+        self._remember(webhook_id)  # only now: never durable without what the webhook carries
         outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
+
+    def _remember(self, webhook_id: str | None) -> None:
+        if webhook_id is not None:
+            self.store.remember_webhook(webhook_id)
 
     def _tell(self, result: UpdateResult) -> UpdateResult:
         for callback in list(self._subscribers):

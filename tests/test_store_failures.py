@@ -123,8 +123,8 @@ def fill(directory: Path) -> Path:
     filler = directory / "filler"
     with open(filler, "wb", buffering=0) as file:
         try:
-            while True:
-                file.write(b"\0" * 4096)
+            while file.write(b"\0" * 4096):
+                pass
         except OSError:
             pass
     return filler

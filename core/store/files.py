@@ -22,7 +22,10 @@ def private_dir(path: Path) -> None:
     """Create `path` (and parents) and make it 0700 even if it already existed wider."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     if path.stat().st_mode & 0o777 != DIR_MODE:
-        os.chmod(path, DIR_MODE)
+        try:
+            os.chmod(path, DIR_MODE)
+        except PermissionError:
+            pass  # not ours to narrow (a reader of someone else's store)
 
 
 def open_private(path: Path, flags: int) -> int:
