@@ -164,7 +164,7 @@ class ReplicateClient:
         max_retries: int = 5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._token = (token if token is not None else config.api_token()) or None
+        self._token = config.check_token((token if token is not None else config.api_token()) or None)
         self.base_url = (base_url or config.base_url()).strip().rstrip("/")
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))

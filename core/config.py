@@ -28,19 +28,38 @@ def base_url() -> str:
 
 
 def api_token() -> str | None:
-    """REPLICATE_API_TOKEN, else the token saved in the config file."""
+    """REPLICATE_API_TOKEN, else the token saved in the config file (refused if unusable)."""
     if token := os.environ.get("REPLICATE_API_TOKEN", "").strip():
-        return token
+        return check_token(token, source="REPLICATE_API_TOKEN")
     try:
         saved = json.loads(config_path().read_text()).get("api_token")
     except (OSError, ValueError, AttributeError):
         return None
-    return saved.strip() if isinstance(saved, str) and saved.strip() else None
+    if not isinstance(saved, str) or not saved.strip():
+        return None
+    return check_token(saved.strip(), source=f"the token saved in {config_path()}")
+
+
+def check_token(token: str | None, *, source: str = "the API token") -> str | None:
+    """A token is sent in an HTTP header and shown masked: one with a control character or a space
+    (a paste gone wrong, or a hostile file) is refused before any use, and never echoed."""
+    if token is None:
+        return None
+    bad = next((i for i, char in enumerate(token) if not char.isprintable() or char.isspace()), None)
+    if bad is not None:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"{source} contains a control character or a space (character {bad + 1} of "
+                          f"{len(token)}), so it was not used and is not shown; copy it again from "
+                          "https://replicate.com/account/api-tokens")
+    return token
 
 
 def mask_token(token: str | None) -> str:
     """`r8_…abcd`: enough to tell tokens apart, never enough to use one."""
     if not token:
         return "(not set)"
+    if not token.isprintable() or any(char.isspace() for char in token):
+        return "(unusable: control characters)"
     prefix = token[:3] if token.startswith("r8_") else ""
     return f"{prefix}…{token[-4:]}" if len(token) > 8 else "…"

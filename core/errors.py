@@ -20,9 +20,12 @@ class StoreError(ReplitrackError):
 class StoreInUseError(StoreError):
     """Another process holds the store."""
 
-    def __init__(self, home: str, pid: int | None, api_url: str | None = None) -> None:
+    def __init__(self, home: str, pid: int | None, api_url: str | None = None, *,
+                 what: str | None = None) -> None:
         self.home, self.pid, self.api_url = home, pid, api_url
         who = f"PID {pid}" if pid else "another process"
+        if what and isinstance(what, str):
+            who = f"PID {pid} ({what})" if pid else what
         super().__init__(
             f"the store at {home} is already in use by {who} (another replitrack?). "
             "Stop it, or set REPLITRACK_HOME to use a different store."

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Literal
 
+from core.text import terminal_safe
+
 
 class Status(StrEnum):
     STARTING = "starting"
@@ -49,9 +51,9 @@ OWNER_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 
-def parse_time(value: str | None) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     """Parse Replicate's ISO-8601 timestamps (`Z` or offset, 0–9 fractional digits) as aware UTC."""
-    if not value:
+    if not value or not isinstance(value, str):
         return None
     text = _FRACTION.sub(r"\1", value.strip().replace("Z", "+00:00"), count=1)
     try:
@@ -97,28 +99,43 @@ class Training:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Training:
+        """Type-checked at the edge: what identifies the training (id, status, timestamps) must
+        have its type or this raises ValueError (a webhook gets 400); descriptive fields of the
+        wrong type are dropped, and text loses terminal control sequences (core.text)."""
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
             raise ValueError("not a training object: it has no 'id'")
-        output = data.get("output") if isinstance(data.get("output"), dict) else None
-        destination = data.get("destination") or _destination_from_output(output)
+        status = data.get("status")
+        if status is not None and not isinstance(status, str):
+            raise ValueError(f"'status' must be a string, not {type(status).__name__}")
+        times = {}
+        for key in ("created_at", "started_at", "completed_at"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'{key}' must be an ISO 8601 string or null, not {type(value).__name__}")
+            times[key] = parse_time(value)
+        output = _clean_output(data.get("output"))
+        destination = _text(data.get("destination"))
+        if destination is None or not OWNER_NAME.match(destination):
+            destination = _destination_from_output(output)
         urls = found if isinstance(found := data.get("urls"), dict) else {}
         logs = data.get("logs")
+        source = data.get("source")
         return cls(
             id=data["id"],
-            status=Status.parse(data.get("status")),
-            model=str(data.get("model") or ""),
-            version=str(data.get("version") or ""),
+            status=Status.parse(status),
+            model=_text(data.get("model")) or "",
+            version=_text(data.get("version")) or "",
             destination=destination,
             input=given if isinstance(given := data.get("input"), dict) else {},
             logs=logs if isinstance(logs, str) else None,
             output=output,
-            error=data.get("error") if isinstance(data.get("error"), str) else None,
-            created_at=parse_time(data.get("created_at")),
-            started_at=parse_time(data.get("started_at")),
-            completed_at=parse_time(data.get("completed_at")),
+            error=_text(data.get("error"), keep_lines=True),
+            created_at=times["created_at"],
+            started_at=times["started_at"],
+            completed_at=times["completed_at"],
             metrics=metrics if isinstance(metrics := data.get("metrics"), dict) else {},
-            source=data.get("source"),
-            web_url=urls.get("web") or web_url(data["id"]),
+            source=source if source in ("web", "api") else None,
+            web_url=replicate_web_url(urls.get("web"), data["id"]),
         )
 
     @property
@@ -128,6 +145,35 @@ class Training:
     @property
     def output_weights(self) -> str | None:
         return (self.output or {}).get("weights")
+
+
+_REPLICATE_WEB = re.compile(r"^https://replicate\.com/[^\s\\]*$")
+
+
+def replicate_web_url(value: object, training_id: str) -> str:
+    """The training's page: a URL from Replicate only if it is https on replicate.com (the app
+    opens it in a browser), else the page Replicate uses for every training."""
+    if isinstance(value, str) and _REPLICATE_WEB.match(value) and value.isprintable():
+        return value
+    return web_url(training_id)
+
+
+def _text(value: object, *, keep_lines: bool = False) -> str | None:
+    """A text field from Replicate: strings only, made terminal-safe (one line unless asked)."""
+    if not isinstance(value, str):
+        return None
+    return terminal_safe(value, one_line=not keep_lines)
+
+
+def _clean_output(output: object) -> dict[str, Any] | None:
+    """A training's output (`version`, `weights`): a dict whose two fields are strings or absent."""
+    if not isinstance(output, dict):
+        return None
+    cleaned = dict(output)
+    for key in ("version", "weights"):
+        if key in cleaned:
+            cleaned[key] = _text(cleaned[key])
+    return cleaned
 
 
 def _destination_from_output(output: dict[str, Any] | None) -> str | None:

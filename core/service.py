@@ -303,6 +303,12 @@ class TrainingService:
                     if on_error:
                         on_error(error)
                     continue
+                except Exception as error:  # one odd training must not stop polling the others
+                    log.debug("polling %s failed", tid, exc_info=True)
+                    if on_error:
+                        on_error(ReplitrackError(f"polling {tid} failed ({type(error).__name__}: {error}); "
+                                                 "the other trainings are still polled"))
+                    continue
                 self._quiet[tid] = 0 if result.new_log or result.written else self._quiet.get(tid, 0) + 1
             await asyncio.sleep(pause)
 

@@ -87,16 +87,13 @@ class Updater:
         return self._subscribers.subscribe(callback)
 
     def tracker(self, training_id: str, training: Training | None = None) -> ProgressTracker:
-        """The live progress of a training, rebuilt from its stored log on first use."""
+        """The live progress of a training, rebuilt from its stored log on first use (in one go:
+        `prepare` builds it a piece at a time instead, for a long log)."""
         if training_id in self._trackers:
             self._trackers.move_to_end(training_id)
             return self._trackers[training_id]
         record = self.store.get(training_id) or {}
-        trainer = record.get("trainer") or (training.model if training else "")
-        steps = steps_from_input(record.get("input") or (training.input if training else None))
-        given = record.get("input") or (training.input if training else None)
-        tracker = ProgressTracker(self.history(trainer), configured_steps=steps,
-                                  configured_epochs=epochs_from_input(given))
+        tracker = self._new_tracker(record, training)
         unparsed = ""
         if record:
             text = self.store.read_log(training_id)
@@ -110,6 +107,12 @@ class Updater:
         self._unparsed[training_id] = unparsed
         self._measure(training_id, tracker)
         return tracker
+
+    def _new_tracker(self, record: dict[str, Any], training: Training | None = None) -> ProgressTracker:
+        given = record.get("input") or (training.input if training else None)
+        trainer = record.get("trainer") or (training.model if training else "")
+        return ProgressTracker(self.history(trainer), configured_steps=steps_from_input(given),
+                               configured_epochs=epochs_from_input(given))
 
     def _measure(self, training_id: str, tracker: ProgressTracker) -> None:
         """Note the tracker's size, then evict the least recently used ones beyond the bounds
@@ -143,8 +146,7 @@ class Updater:
         record = self.store.get(training_id)
         if training_id in self._trackers or record is None:
             return
-        tracker = ProgressTracker(self.history(record.get("trainer") or ""),
-                                  configured_steps=steps_from_input(record.get("input")))
+        tracker = self._new_tracker(record)
         status = Status.parse(record.get("status"))
         times = {"started_at": parse_time(record.get("started_at")),
                  "created_at": parse_time(record.get("created_at"))}
@@ -192,15 +194,15 @@ class Updater:
         tid = training.id
         if webhook_id is not None and self.store.seen_webhook(webhook_id):
             return self._tell(UpdateResult(tid, "duplicate", source, self.store.get(tid)))
-        if webhook_id is not None:
-            self.store.remember_webhook(webhook_id)
 
         before = self.store.get(tid)
         now = self.clock()
         old_status = Status.parse(before["status"]) if before else None
         if old_status is not None and training.status.rank < old_status.rank:
+            self._remember(webhook_id)  # nothing to write: its id alone
             return self._tell(UpdateResult(tid, "stale", source, before))
         if old_status is not None and old_status.terminal and training.status != old_status:
+            self._remember(webhook_id)
             return self._tell(UpdateResult(tid, "final", source, before))
 
         tracker = self.tracker(tid, training)  # before the log grows: it is fed only the new part
@@ -226,6 +228,7 @@ class Updater:
             self.predictions.note_training(record)
             if became_terminal or before is None:
                 self._learn_duration(record)
+        self._remember(webhook_id)  # only now: never durable without what the webhook carries
         outcome: Outcome = "created" if before is None else ("updated" if significant or new_log else "unchanged")
         return self._tell(UpdateResult(tid, outcome, source, record if significant else (before or record),
                                        progress, new_log, significant, became_terminal, changes))
@@ -265,6 +268,9 @@ class Updater:
             created = created or result.outcome == "created"
             await asyncio.sleep(0)
         return self.apply(training, source=source, webhook_id=webhook_id)
+    def _remember(self, webhook_id: str | None) -> None:
+        if webhook_id is not None:
+            self.store.remember_webhook(webhook_id)
 
     def _tell(self, result: UpdateResult) -> UpdateResult:
         self._subscribers.notify(result)

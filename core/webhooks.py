@@ -94,7 +94,7 @@ def verify_webhook(
 
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to ever be a training
         raise WebhookVerificationError("not_json", "webhook is signed but its body is not JSON: ignored") from None
     if not isinstance(payload, dict):
         raise WebhookVerificationError(

@@ -22,10 +22,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from core.errors import StoreError
 from core.observers import Observers
+from core.errors import StoreWriteError
+from core.store.files import append_whole, private_dir
 
 INDEX_FILE = "index.jsonl"
 BODY_DIR = "bodies"
@@ -95,15 +97,15 @@ class EventLog:
         self.segment_bytes = max(1, self.max_body_bytes // SEGMENTS_PER_BOUND)
         self._events: OrderedDict[str, EventRecord] = OrderedDict()
         self._segments: OrderedDict[str, int] = OrderedDict()  # name → bytes written, oldest first
-        self._segment: IO[bytes] | None = None
-        self._index: IO[str] | None = None
+        self._segment: str | None = None  # the segment bodies are appended to
         self._lines_in_index = 0
         self._lines: dict[str, str] = {}  # event id → its index line, so compaction re-serialises nothing
         self._next = 1
         self._subscribers: Observers[EventRecord] = Observers()
         try:
             if not readonly:
-                (self.directory / BODY_DIR).mkdir(parents=True, exist_ok=True)
+                private_dir(self.directory)  # webhook bodies hold inputs and logs: 0700/0600
+                private_dir(self.directory / BODY_DIR)
         except OSError as error:
             raise StoreError(f"cannot create the event log directory {self.directory}: {error.strerror}. "
                              "Set REPLITRACK_HOME to a writable directory.") from error
@@ -134,8 +136,6 @@ class EventLog:
         record = self._events.get(event_id)
         if record is None or record.body_file is None or record.body_file not in self._segments:
             return None
-        if self._segment is not None:
-            self._segment.flush()
         try:
             with open(self.directory / BODY_DIR / record.body_file, "rb") as file:
                 file.seek(record.body_offset)
@@ -182,51 +182,35 @@ class EventLog:
             raise StoreError("this event log was opened read-only (another replitrack owns it)")
 
     def close(self) -> None:
-        for handle in (self._segment, self._index):
-            if handle is not None:
-                try:
-                    handle.close()
-                except OSError:
-                    pass
-        self._segment = self._index = None
+        self._segment = None  # every write is whole and unbuffered: nothing to flush
 
     def _store_body(self, record: EventRecord, body: bytes) -> None:
-        try:
-            if self._segment is None or self._segment_full(len(body)):
-                self._open_segment()
-            assert self._segment is not None
-            name = Path(self._segment.name).name
-            offset = self._segments[name]
-            self._segment.write(body)
-            self._segments[name] = offset + len(body)
-            record.body_file, record.body_offset = name, offset
-        except OSError:
+        if self._segment is None or self._segment_full(len(body)):
+            number = 1 + max((int(n[4:10]) for n in self._segments), default=0)
+            self._segment = f"seg-{number:06d}.bin"
+            self._segments[self._segment] = 0
+        name = self._segment
+        try:  # whole or not at all: a full disk leaves no fragment to shift later bodies
+            offset = append_whole(self.directory / BODY_DIR / name, body, fsync=False)
+        except StoreWriteError:
             record.body_file = None  # the log is best effort; the answer does not depend on it
+            return
+        self._segments[name] = offset + len(body)
+        record.body_file, record.body_offset = name, offset
 
     def _segment_full(self, incoming: int) -> bool:
         assert self._segment is not None
-        used = self._segments[Path(self._segment.name).name]
+        used = self._segments.get(self._segment, 0)
         return used > 0 and used + incoming > self.segment_bytes
 
-    def _open_segment(self) -> None:
-        if self._segment is not None:
-            self._segment.close()
-        number = 1 + max((int(n[4:10]) for n in self._segments), default=0)
-        name = f"seg-{number:06d}.bin"
-        self._segment = open(self.directory / BODY_DIR / name, "ab", buffering=0)
-        self._segments[name] = 0
-
     def _append(self, record: EventRecord) -> None:
+        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
         try:
-            if self._index is None:
-                self._index = open(self.directory / INDEX_FILE, "a", encoding="utf-8")
-            line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
-            self._index.write(line)
-            self._lines[record.id] = line
-            self._index.flush()
-            self._lines_in_index += 1
-        except OSError:
+            append_whole(self.directory / INDEX_FILE, line.encode(), fsync=False, line_aligned=True)
+        except StoreWriteError:
             return
+        self._lines[record.id] = line  # compaction writes these again instead of re-serialising
+        self._lines_in_index += 1
         if self._lines_in_index > 2 * self.max_events + 100:
             self._compact()
 
@@ -239,8 +223,7 @@ class EventLog:
             self._drop_segment(next(iter(self._segments)))
 
     def _drop_segment(self, name: str) -> None:
-        if self._segment is not None and Path(self._segment.name).name == name:
-            self._segment.close()
+        if self._segment == name:
             self._segment = None
         self._segments.pop(name, None)
         if not self.readonly:
@@ -263,16 +246,13 @@ class EventLog:
             fd, tmp = tempfile.mkstemp(prefix=".index.", dir=self.directory)
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(lines)
-            if self._index is not None:
-                self._index.close()
-                self._index = None
             os.replace(tmp, self.directory / INDEX_FILE)
             self._lines_in_index = len(self._events)
         except OSError:
             pass
         # Segments no kept event points to are only disk space.
         used = {r.body_file for r in self._events.values() if r.body_file}
-        current = Path(self._segment.name).name if self._segment is not None else None
+        current = self._segment
         for name in [n for n in self._segments if n not in used and n != current]:
             self._drop_segment(name)
 

@@ -19,10 +19,16 @@ meaning its latest training):
   POST /api/trainings/{ref}/refresh          fetch it from Replicate now (an id not stored yet too)
   POST /api/import                           import every training of the account
 The actions are how `replitrack train/retry/cancel/import/sync` act when this instance owns the store.
+
+Local web pages must not act through it (a page on any localhost port can send a form POST
+here): every changing route (POST) wants this instance's token (`Authorization: Bearer …`, from
+the owner file that only its user can read, which the CLI reads) and refuses any browser Origin.
+Reading routes answer only requests addressed to this computer and not from a foreign page.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
@@ -65,8 +71,10 @@ def is_loopback(host: str) -> bool:
 
 class LocalApi:
     def __init__(self, service: TrainingService, receiver: WebhookReceiver,
-                 listener_status: Callable[[], dict[str, Any]], *, loopback_only: bool = True) -> None:
+                 listener_status: Callable[[], dict[str, Any]], *, loopback_only: bool = True,
+                 token: str | None = None) -> None:
         self.service = service
+        self.token = token  # None: changing routes are refused altogether
         self.receiver = receiver
         self.listener_status = listener_status
         self.loopback_only = loopback_only
@@ -94,20 +102,24 @@ class LocalApi:
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         """Only local callers: a web page must not reach this API through DNS rebinding or CSRF."""
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            refused = self._refuse_change(request)
+            if refused is not None:
+                return refused
         if self.loopback_only:
             host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith("[") \
                 else (request.host or "").split("]")[0] + "]"
             if host not in _LOCAL_NAMES:
                 return problem(403, "forbidden_host", f"Host {request.host!r} is not this computer: the local API "
                                "answers only requests addressed to 127.0.0.1 or localhost")
-            origin = request.headers.get("Origin")
-            if origin:  # "null" too: sandboxed frames and local files send it
-                origin_host = origin.split("://", 1)[-1].split("/")[0]
-                origin_host = origin_host.split("]")[0] + "]" if origin_host.startswith("[") \
-                    else origin_host.rsplit(":", 1)[0]
-                if origin_host not in _LOCAL_NAMES:
-                    return problem(403, "forbidden_origin", f"requests from web pages ({origin}) are refused: "
-                                   "call the local API with curl or a script")
+        origin = request.headers.get("Origin")
+        if origin:  # exposed or not, a foreign page never reads from here ("null" too: sandboxed frames)
+            origin_host = origin.split("://", 1)[-1].split("/")[0]
+            origin_host = origin_host.split("]")[0] + "]" if origin_host.startswith("[") \
+                else origin_host.rsplit(":", 1)[0]
+            if origin_host not in _LOCAL_NAMES:
+                return problem(403, "forbidden_origin", f"requests from web pages ({origin}) are refused: "
+                               "call the local API with curl or a script")
         try:
             return await handler(request)
         except web.HTTPNotFound:
@@ -117,6 +129,19 @@ class LocalApi:
         except web.HTTPMethodNotAllowed as error:
             return problem(405, "method_not_allowed",
                            f"use {', '.join(sorted(error.allowed_methods))} for {request.path}")
+
+    def _refuse_change(self, request: web.Request) -> web.Response | None:
+        """A changing route needs no browser Origin at all and this instance's token."""
+        origin = request.headers.get("Origin") or request.headers.get("Sec-Fetch-Site")
+        if origin:
+            return problem(403, "forbidden_origin", f"web pages cannot act on the local API (Origin {origin}): "
+                           "use the replitrack CLI, or curl with the instance's token")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
+            return problem(401, "token_required", "changing routes need this instance's token as "
+                           "'Authorization: Bearer TOKEN'; it is the \"secret\" in the store's replitrack.lock "
+                           "(readable only by you), which the replitrack CLI reads by itself")
+        return None
 
     # ----- trainings ---------------------------------------------------------------------------
     def _find(self, ref: str) -> dict[str, Any] | None:

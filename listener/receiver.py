@@ -314,6 +314,9 @@ class WebhookReceiver:
             except ValueError as error:  # e.g. an id that cannot name a file
                 self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
                 return
+            except StoreWriteError as error:  # its log could not be written: nothing of it was kept
+                self._reject(record, 503, "store_write_failed", f"{error} (answered 503 so that Replicate retries)")
+                return
         else:
             assert isinstance(body, bytes)
             try:
@@ -330,6 +333,9 @@ class WebhookReceiver:
                 result = self.service.updater.apply(payload, source=source, webhook_id=webhook_id)
             except ValueError as error:  # e.g. an id that cannot name a file
                 self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+                return
+            except StoreWriteError as error:  # its log could not be written: nothing of it was kept
+                self._reject(record, 503, "store_write_failed", f"{error} (answered 503 so that Replicate retries)")
                 return
         try:
             await self.service.store.commit()  # durable before 2xx: Replicate retries otherwise

@@ -9,6 +9,7 @@ poller goes back to polling running trainings every few seconds.
 from __future__ import annotations
 
 import errno
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import BadArgumentError, StoreWriteError
+from core.models import format_time, utcnow
 from core.observers import Observers
 from core.service import TrainingService
 from core.webhooks import sign_webhook
+from listener.connections import ConnectionGuard, GuardedSite, Limits
 from listener.events import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENTS, EventLog, EventRecord
 from listener.localapi import LocalApi, is_loopback
 from listener.receiver import DEFAULT_MAX_BODY, WEBHOOK_PATH, WebhookReceiver, WebhookSecret
@@ -57,7 +60,8 @@ class Listener:
                  tunnel: TunnelConfig | None = None, events_dir: Path | None = None,
                  expose_local: bool = False, forward_to: str | None = None,
                  forward_events: set[str] | None = None, secret_source: str = "--webhook-secret",
-                 max_events: int = DEFAULT_MAX_EVENTS, max_event_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_events: int = DEFAULT_MAX_EVENTS, max_event_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 limits: Limits | None = None) -> None:
         if not is_loopback(local_host) and not expose_local:
             raise BadArgumentError(f"the local API holds your trainings and can sync them: binding it to "
                                    f"{local_host} needs --expose-local-api (or keep 127.0.0.1)")
@@ -81,10 +85,13 @@ class Listener:
         self.secret: WebhookSecret | None = None
         self.tunnel: Tunnel | None = None
         self._runners: list[web.AppRunner] = []
+        self._guards: list[ConnectionGuard] = []
+        self.limits = limits or Limits()  # read timeouts and the connection cap of both faces
         self._subscribers: Observers[EventRecord] = Observers()
         self._forward_subscribers: Observers[EventRecord] = Observers()
         self._status_subscribers: Observers[ListenerStatus] = Observers()
         self._started = False
+        self.api_token = secrets.token_urlsafe(32)  # per instance: what changing local routes want
 
     # ----- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,10 +105,12 @@ class Listener:
                                         forward_to=self.forward_to, forward_events=self.forward_events)
         self.receiver.subscribe_forwards(self._forward_subscribers.notify)
         local = LocalApi(self.service, self.receiver, lambda: self.status.to_dict(),
-                         loopback_only=is_loopback(self.local_host))
+                         loopback_only=is_loopback(self.local_host), token=self.api_token)
         try:
-            self.public_port = await self._serve(self.receiver.public_app(), "127.0.0.1", self.public_port, "--port")
-            self.local_port = await self._serve(local.app(), self.local_host, self.local_port, "--api-port")
+            self.public_port = await self._serve(self.receiver.public_app(), "127.0.0.1", self.public_port, "--port",
+                                                 ConnectionGuard(self.limits, on_dropped=self._dropped))
+            self.local_port = await self._serve(local.app(), self.local_host, self.local_port, "--api-port",
+                                                ConnectionGuard(self.limits))
         except BaseException:
             await self._cleanup_runners()
             self.events.close()
@@ -110,7 +119,7 @@ class Listener:
         self.public_bind_url = f"http://127.0.0.1:{self.public_port}"
         host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
         self.local_url = f"http://{host}:{self.local_port}"
-        self.service.store.announce_api(self.local_url)
+        self.service.store.announce_api(self.local_url, self.api_token)  # the owner file is 0600
         await self.secret.get(wait=10.0)  # fetched once now, so the start banner can say where it came from
         self.tunnel = Tunnel(self.tunnel_config, self.public_port, on_change=self._tunnel_changed)
         await self.tunnel.start()
@@ -138,12 +147,16 @@ class Listener:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _serve(self, app: web.Application, host: str, port: int, flag: str) -> int:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    async def _serve(self, app: web.Application, host: str, port: int, flag: str,
+                     guard: ConnectionGuard) -> int:
+        app.middlewares.append(guard.middleware)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,
+                               keepalive_timeout=guard.limits.keepalive_timeout)
         await runner.setup()
         self._runners.append(runner)
+        self._guards.append(guard)
         try:
-            await web.TCPSite(runner, host, port).start()
+            await GuardedSite(runner, host, port, guard).start()
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise BadArgumentError(f"port {port} on {host} is already in use (another listener?): choose "
@@ -154,6 +167,22 @@ class Listener:
     async def _cleanup_runners(self) -> None:
         while self._runners:
             await self._runners.pop(0).cleanup()
+        while self._guards:
+            await self._guards.pop(0).stop()
+
+    async def _dropped(self, request: web.BaseRequest, reason: str) -> None:
+        """A webhook whose sender went away (or was cut off) mid-body: one line in the event log."""
+        assert self.events is not None and self.receiver is not None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        what = ("the sender closed the connection" if reason == "client_disconnected"
+                else "the body did not arrive in time")
+        record = EventRecord(id=self.events.new_id(), received_at=format_time(utcnow()) or "",
+                             method=request.method, path=request.path_qs, verdict="rejected", reason=reason,
+                             http_status=499 if reason == "client_disconnected" else 408, headers=headers,
+                             body_size=request.content_length or 0, webhook_id=headers.get("webhook-id"))
+        record.response = {"detail": f"{what} before the whole body arrived; nothing was applied"}
+        self.receiver.rejected += 1
+        await self.events.add(record, None)
 
     # ----- state -------------------------------------------------------------------------------
     @property

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import cli_env, run
 from core.client import ReplicateClient
 from core.service import TrainingService
-from core.store import Store
+from core.store import Store, read_owner
 from listener.service import Listener
 from listener.tunnel import TunnelConfig
 from simulator import Simulator
@@ -116,7 +116,9 @@ async def test_sync_completed_fetches_what_the_store_never_saw(sim: Simulator) -
             listener = Listener(service, secret=sim.webhook_secret, public_port=free_port(), tunnel=TunnelConfig.off())
             await listener.start()
             try:
-                async with httpx.AsyncClient(base_url=listener.local_url) as http:
+                owner = read_owner(store.home) or {}  # changing routes want the instance's token, as the CLI sends it
+                async with httpx.AsyncClient(base_url=listener.local_url,
+                                             headers={"Authorization": f"Bearer {owner['secret']}"}) as http:
                     answer = await http.post("/api/replicate/sync-completed", json={"modelId": failed["id"]})
                     assert answer.status_code == 200, answer.text
                     body = answer.json()

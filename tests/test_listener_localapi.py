@@ -18,6 +18,12 @@ from test_listener_helpers import TID, bars, get, post, running_listener, signed
 VERSION = "me/lora:" + "b" * 64
 
 
+def auth(listener, headers: dict[str, str]) -> dict[str, str]:
+    """What the CLI sends to changing routes: the instance's token, read from the owner file."""
+    owner = core.store.read_owner(listener.service.store.home) or {}
+    return {**headers, "Authorization": f"Bearer {owner['secret']}"}
+
+
 async def deliver(listener, payload: dict, msg_id: str) -> int:
     body, headers = signed(payload, msg_id)
     return (await post(f"{listener.public_bind_url}/webhooks/replicate", body, headers))[0]
@@ -61,12 +67,12 @@ async def test_training_logs_tail_and_live_fetch_failure_is_explained(isolated_h
 async def test_sync_completed_validates_its_body(isolated_home: Path) -> None:
     async with running_listener() as listener:
         url = f"{listener.local_url}/api/replicate/sync-completed"
-        code, data, _ = await post(url, b"{}", {"content-type": "application/json"})
+        code, data, _ = await post(url, b"{}", auth(listener, {"content-type": "application/json"}))
         assert code == 400 and "modelId" in data["detail"]
-        code, data, _ = await post(url, b"modelId=x", {"content-type": "application/x-www-form-urlencoded"})
+        code, data, _ = await post(url, b"modelId=x", auth(listener, {"content-type": "application/x-www-form-urlencoded"}))
         assert code == 415
         # not stored, so Replicate is asked (sync finds what the store never saw); it cannot be here
-        code, data, _ = await post(url, b'{"modelId": "me/unknown"}', {"content-type": "application/json"})
+        code, data, _ = await post(url, b'{"modelId": "me/unknown"}', auth(listener, {"content-type": "application/json"}))
         assert code == 502 and "'me/unknown'" in data["detail"] and "REPLICATE_API_TOKEN" in data["detail"]
 
 
@@ -92,13 +98,13 @@ async def test_events_are_listed_inspected_and_replayed(isolated_home: Path,
             async with session.get(f"{listener.local_url}/api/events/{event['id']}/body") as answer:
                 assert await answer.read() == body  # the raw bytes, as received
 
-        code, replay, _ = await post(f"{listener.local_url}/api/events/{event['id']}/replay", b"", {})
+        code, replay, _ = await post(f"{listener.local_url}/api/events/{event['id']}/replay", b"", auth(listener, {}))
         assert code == 200 and replay["replayed"] == event["id"]
         assert replay["event"]["verdict"] == "accepted" and replay["event"]["replay_of"] == event["id"]
         assert listener.service.store.get(TID)["status"] == "succeeded"
         code, data = await get(f"{listener.local_url}/api/events?verdict=accepted")
         assert [e["replay_of"] for e in data["events"]] == [event["id"]]
-        code, data, _ = await post(f"{listener.local_url}/api/events/ev99999999/replay", b"", {})
+        code, data, _ = await post(f"{listener.local_url}/api/events/ev99999999/replay", b"", auth(listener, {}))
         assert code == 404
 
 
@@ -148,11 +154,11 @@ async def test_sync_completed_and_live_logs_against_replicate(isolated_home: Pat
         listener.service.store.put({**listener.service.store.get(tid), "status": "processing"})
         url = f"{listener.local_url}/api/replicate/sync-completed"
         wrong = json.dumps({"modelId": "me/lora", "replicateModelVersion": "me/lora:" + "0" * 64}).encode()
-        code, data, _ = await post(url, wrong, {"content-type": "application/json"})
+        code, data, _ = await post(url, wrong, auth(listener, {"content-type": "application/json"}))
         assert code == 409 and "not me/lora:" in data["detail"]
         version = finished["output"]["version"]
         body = json.dumps({"modelId": "me/lora", "replicateModelVersion": version}).encode()
-        code, data, _ = await post(url, body, {"content-type": "application/json"})
+        code, data, _ = await post(url, body, auth(listener, {"content-type": "application/json"}))
         assert code == 200 and data["id"] == tid and data["status"]["status"] == "succeeded"
         assert data["status"]["output_version"] == version
         code, data = await get(f"{listener.local_url}/api/replicate/training-logs/nosuchtraining123")
@@ -166,27 +172,27 @@ async def test_start_retry_cancel_and_import_act_through_the_owner(isolated_home
     json_headers = {"content-type": "application/json"}
     async with running_listener(base_url=simulator.base_url, token=simulator.token) as listener:
         api = listener.local_url
-        code, data, _ = await post(f"{api}/api/import", b"", json_headers)
+        code, data, _ = await post(f"{api}/api/import", b"", auth(listener, json_headers))
         assert code == 200 and data["imported"] == 1 and data["stored"] == 1
 
         start = {"trainer": "ostris/flux-dev-lora-trainer", "destination": "demo-user/my-lora",
                  "input": {"input_images": "https://example.invalid/a.zip", "steps": 50}}
-        code, started, _ = await post(f"{api}/api/trainings", json.dumps(start).encode(), json_headers)
+        code, started, _ = await post(f"{api}/api/trainings", json.dumps(start).encode(), auth(listener, json_headers))
         assert code == 201 and started["status"] == "starting", started
         assert listener.service.store.get(started["id"])["destination"] == "demo-user/my-lora"
 
-        code, canceled, _ = await post(f"{api}/api/trainings/{started['id']}/cancel", b"", {})
+        code, canceled, _ = await post(f"{api}/api/trainings/{started['id']}/cancel", b"", auth(listener, {}))
         assert code == 200 and canceled["status"] == "canceled"
-        code, retried, _ = await post(f"{api}/api/trainings/{started['id']}/retry", b"", {})
+        code, retried, _ = await post(f"{api}/api/trainings/{started['id']}/retry", b"", auth(listener, {}))
         assert code == 201 and retried["id"] != started["id"]
         assert retried["destination"] == "demo-user/my-lora" and retried["input"]["steps"] == 50
 
         bad = dict(start, destination="demo-user/missing")
-        code, refused, _ = await post(f"{api}/api/trainings", json.dumps(bad).encode(), json_headers)
+        code, refused, _ = await post(f"{api}/api/trainings", json.dumps(bad).encode(), auth(listener, json_headers))
         assert code == 404 and "create it first" in refused["detail"]
-        code, refused, _ = await post(f"{api}/api/trainings", b"trainer=x", {"content-type": "text/plain"})
+        code, refused, _ = await post(f"{api}/api/trainings", b"trainer=x", auth(listener, {"content-type": "text/plain"}))
         assert code == 415
-        code, refused, _ = await post(f"{api}/api/trainings/nosuchtraining/retry", b"", {})
+        code, refused, _ = await post(f"{api}/api/trainings/nosuchtraining/retry", b"", auth(listener, {}))
         assert code == 404
 
 
@@ -197,14 +203,14 @@ async def test_refresh_fetches_a_change_made_beside_the_owner(isolated_home: Pat
     async with running_listener(base_url=simulator.base_url, token=simulator.token) as listener:
         api = listener.local_url
         assert listener.service.store.get(created["id"]) is None
-        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", {})
+        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", auth(listener, {}))
         assert code == 200 and fetched["id"] == created["id"] and fetched["status"] in ("starting", "processing")
         simulator.cancel_training(created["id"])  # on Replicate, not through this instance
         assert listener.service.store.get(created["id"])["status"] != "canceled"
-        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", {})
+        code, fetched, _ = await post(f"{api}/api/trainings/{created['id']}/refresh", b"", auth(listener, {}))
         assert code == 200 and fetched["status"] == "canceled"
         assert listener.service.store.get(created["id"])["status"] == "canceled"
-        code, _, _ = await post(f"{api}/api/trainings/demo-user%2Fnobody/refresh", b"", {})
+        code, _, _ = await post(f"{api}/api/trainings/demo-user%2Fnobody/refresh", b"", auth(listener, {}))
         assert code == 404
         code, data = await get(f"{api}/api/trainings/{created['id']}/refresh")
         assert code == 405, "a read never changes the store: refreshing is a POST"

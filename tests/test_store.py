@@ -69,7 +69,7 @@ def test_logs_never_enter_the_database(isolated_home: Path) -> None:
 def test_checkpoint_folds_the_journal_into_the_database(isolated_home: Path, monkeypatch) -> None:
     import core.store
 
-    monkeypatch.setattr(core.store, "CHECKPOINT_BYTES", 2_000)
+    monkeypatch.setattr(Store, "checkpoint_bytes", 2_000)
     journal = isolated_home / core.store.JOURNAL_FILE
 
     async def fill() -> None:
@@ -163,9 +163,10 @@ def test_second_writer_gets_a_clear_error_naming_the_pid(isolated_home: Path) ->
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreInUseError) as caught:
             Store()
-        assert f"already in use by PID {holder.pid}" in str(caught.value)
+        assert f"already in use by PID {holder.pid} (a Python process)" in str(caught.value)
         assert "REPLITRACK_HOME" in str(caught.value)
-        assert read_owner(isolated_home) == {"pid": holder.pid, "api": "http://127.0.0.1:9999"}
+        owner = read_owner(isolated_home)
+        assert owner is not None and (owner["pid"], owner["api"]) == (holder.pid, "http://127.0.0.1:9999")
         with Store(readonly=True) as reader:  # readers never need the lock
             assert reader.trainings() == []
     finally:
@@ -221,7 +222,7 @@ WRITER = textwrap.dedent("""
     import core.store
     from core.store import Store
 
-    core.store.CHECKPOINT_BYTES = 20_000  # checkpoints (and journal rotations) happen during the run
+    Store.checkpoint_bytes = 20_000  # checkpoints (and journal rotations) happen during the run
 
     async def main():
         store = Store()

@@ -26,9 +26,10 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from core.errors import AuthError, NetworkError, ReplitrackError, ServerError
-from core.models import TERMINAL, utcnow
+from core.models import TERMINAL, replicate_web_url, utcnow
 from core.observers import Observers
 from core.service import TrainingService
+from core.text import terminal_safe
 from core.updates import UpdateResult
 from core.views import is_terminal, with_progress
 from tui.format import use_theme
@@ -328,6 +329,7 @@ class ReplitrackApp(App[int]):
         self.webhook_events.publish(None)
 
     def _announce_end(self, view: dict[str, Any]) -> None:
+        view = {k: terminal_safe(v, one_line=True) if isinstance(v, str) else v for k, v in view.items()}
         name = view.get("destination") or view.get("id")
         status = str(view.get("status"))
         if status == "succeeded":
@@ -494,7 +496,7 @@ class ReplitrackApp(App[int]):
 
     def open_training_page(self, training_id: str) -> None:
         view = self.records.get(training_id) or {}
-        url = view.get("web_url") or f"https://replicate.com/p/{training_id}"
+        url = replicate_web_url(view.get("web_url"), training_id)  # https on replicate.com, nothing else
         if self.open_url(url) is False:  # type: ignore[func-returns-value]
             # Nothing could open it (no browser, an SSH session): the URL, copied, to paste.
             self.copy_to_clipboard(url)

@@ -10,6 +10,7 @@ from rich.text import Text
 from core.formats import remaining_seconds
 from core.formats import duration as duration, number as number, percent as percent, rate as rate  # the screens' too
 from core.models import Status, parse_time
+from core.text import terminal_safe
 
 # Colours come from the running Textual theme ($primary, $success, ...): the app hands its
 # variables to `use_theme` when it starts and whenever the theme changes; until then, these are
@@ -109,5 +110,5 @@ def progress_cell(record: dict[str, Any], width: int = 12) -> Text:
 
 
 def safe(value: Any) -> Text:
-    """Untrusted text (names, logs, errors) as-is: never parsed as markup."""
-    return Text("" if value is None else str(value))
+    """Untrusted text (names, logs, errors): never parsed as markup, never a terminal control."""
+    return Text(terminal_safe(value))

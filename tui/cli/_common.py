@@ -98,6 +98,7 @@ class Owner:
 
     pid: int | None
     api: str | None
+    secret: str | None = None  # what its local API's changing routes want (from the 0600 owner file)
 
     def describe(self) -> str:
         return f"the replitrack instance (PID {self.pid})" if self.pid else "another replitrack instance"
@@ -110,8 +111,10 @@ def store_owner() -> Owner | None:
     if found is None:
         return None
     api = found.get("api")
+    secret = found.get("secret")
     return Owner(found.get("pid") if isinstance(found.get("pid"), int) else None,
-                 api.rstrip("/") if isinstance(api, str) and api else None)
+                 api.rstrip("/") if isinstance(api, str) and api else None,
+                 secret if isinstance(secret, str) else None)
 
 
 @contextmanager
@@ -177,33 +180,41 @@ async def fresh_view(ref: str, *, with_log: bool = False) -> tuple[dict[str, Any
     training may still change (or is not stored yet), it is fetched from Replicate first; when
     Replicate cannot be reached, what is stored is shown with a warning."""
     owner = store_owner()
+    fetched = None
     if owner is not None and owner.api:
-        with open_store(write=False) as store:
-            record = store.find(ref.strip())
-            imported_bare = record is not None and _lacks_details(store, record)
+        with open_store(write=False) as reader:
+            record = reader.find(ref.strip())
+            imported_bare = record is not None and _lacks_details(reader, record)
         if imported_bare:  # imported without its log: the owner fetches it now
             await adopt(owner, record["id"])  # type: ignore[index]
-    with open_store(write=owner is None) as store:
-        record = store.find(ref.strip())
-        if not store.readonly and (record is None or not Status.parse(record.get("status")).terminal
-                                   or _lacks_details(store, record)):
-            from core.service import TrainingService, UnknownTrainingError  # httpx: loaded when used, for start-up time
+    elif owner is None:  # ask Replicate first, without holding the store (it may be slow, or 429)
+        with open_store(write=False) as reader:
+            record = reader.find(ref.strip())
+            lacks = record is not None and _lacks_details(reader, record)
+        if record is None or not Status.parse(record.get("status")).terminal or lacks:
+            from core.service import UnknownTrainingError  # httpx: loaded when used, for start-up time
 
             if record is None and not ID_PATTERN.match(ref.strip()):
                 raise UnknownTrainingError(ref)  # a destination name we do not know: nothing to fetch
             async with make_client() as client:
-                service = TrainingService(store, client)
                 try:
-                    result = await service.refresh(record["id"] if record else ref.strip(), source="sync")
-                    record = result.record or store.get(result.training_id)
+                    fetched = await client.get_training(record["id"] if record else ref.strip())
                 except ReplitrackError as error:  # offline, no token, rate limited: local data still shows
                     if record is None:
                         raise
                     warn(f"{error}; showing what is stored locally")
-                assert record is not None
-                view = tracked_status_view(service.updater, record)
+    with open_store(write=fetched is not None) as store:  # the lock only for the moment of saving
+        if fetched is not None and not store.readonly:
+            from core.updates import Updater
+
+            updater = Updater(store)
+            result = updater.apply(fetched, source="sync")
+            await store.commit()
+            record = result.record or store.get(result.training_id)
+            assert record is not None
+            view = tracked_status_view(updater, record)
         else:
-            record = record or find_record(store, ref)
+            record = find_record(store, fetched.id if fetched is not None else ref)
             view = live_view(store, record)
         return view, store.read_log(record["id"]) if with_log else ""
 
@@ -259,7 +270,8 @@ class LocalApi:
         url = self.base + path
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as http:
-                response = await http.request(method, url, json=body)
+                headers = {"Authorization": f"Bearer {self.owner.secret}"} if self.owner.secret else {}
+                response = await http.request(method, url, json=body, headers=headers)
         except httpx.TransportError as error:
             raise ReplitrackError(
                 f"{self.owner.describe()} owns the store but its local API at {self.base} does not "

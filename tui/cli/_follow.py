@@ -32,7 +32,7 @@ from core.errors import (
 from core.backoff import Backoff
 from core.models import ID_PATTERN, Status, parse_time, utcnow
 from core.store import DB_FILE, JOURNAL_FILE, LOG_DIR
-from core.views import status_view, tracked_status_view
+from core.views import status_view
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -197,12 +197,34 @@ class Follower:
 
     # ----- polling Replicate ourselves ---------------------------------------------------------
     async def _poll(self) -> Tick:
+        """Ask Replicate without holding the store (a 429's Retry-After or a slow answer must not
+        lock out a TUI starting meanwhile), then take the store's lock only to save the answers."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._next_poll and self._views:
             return Tick(dict(self._views))
-        from core.service import TrainingService  # httpx: loaded when used, for start-up time
         from core.store import Store
 
+        with Store(readonly=True) as reader:
+            for notice in reader.notices:
+                o.warn(notice)
+            if not self.ids:
+                self._resolve_polling(reader)
+            stored = {tid: reader.get(tid) for tid in self.ids}
+        fetched: dict[str, Any] = {}
+        delay = self.interval
+        async with c.make_client(max_retries=2) as client:
+            for tid in self.ids:
+                record = stored[tid]
+                if record is not None and Status.parse(record.get("status")).terminal:
+                    continue
+                try:
+                    fetched[tid] = await client.get_training(tid)
+                except (RateLimitError, NetworkError, ServerError) as error:
+                    delay = self._transient(error)
+                    if tid not in self._views and record is None:
+                        raise  # nothing to show at all: the first fetch must work
+                    break
+                self._recovered()
         try:
             store = Store(wait=0)  # a TUI starting now must not wait for us, nor we for it
         except StoreInUseError:
@@ -210,34 +232,23 @@ class Follower:
         texts: dict[str, str] = {}
         starts: dict[str, int] = {}
         try:
-            for notice in store.notices:
-                o.warn(notice)
-            async with c.make_client(max_retries=2) as client:
-                service = TrainingService(store, client)
-                if not self.ids:
-                    self._resolve_polling(store)
-                delay = self.interval
-                for tid in self.ids:
-                    record = store.get(tid)
-                    if record is None or not Status.parse(record.get("status")).terminal:
-                        try:
-                            result = await service.refresh(tid)
-                        except (RateLimitError, NetworkError, ServerError) as error:
-                            delay = self._transient(error)
-                            if tid not in self._views and record is None:
-                                raise  # nothing to show at all: the first fetch must work
-                            break
-                        record = result.record or store.get(tid)
-                        self._recovered()
-                    if record is None:
-                        continue
-                    self._views[tid] = (tracked_status_view(service.updater, record) if self.progress
-                                        else _plain_view(record))
-                    log = store.read_log(tid)
-                    shown = self.offsets.get(tid, 0)
-                    if len(log) > shown:
-                        texts[tid], starts[tid] = log[shown:], shown
-                        self.offsets[tid] = len(log)
+            from core.updates import Updater
+            from core.views import tracked_status_view
+
+            updater = Updater(store)
+            for training in fetched.values():
+                updater.apply(training, source="poll")
+            await store.commit()
+            for tid in self.ids:
+                record = store.get(tid)
+                if record is None:
+                    continue
+                self._views[tid] = tracked_status_view(updater, record) if self.progress else _plain_view(record)
+                log = store.read_log(tid)
+                shown = self.offsets.get(tid, 0)
+                if len(log) > shown:
+                    texts[tid], starts[tid] = log[shown:], shown
+                    self.offsets[tid] = len(log)
             self._next_poll = loop.time() + delay
         finally:
             store.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any
 
 from core.models import parse_time
+from core.text import terminal_safe
 
 
 def use_colour(stream: IO[str] | None = None) -> bool:
@@ -38,18 +38,10 @@ def paint(text: str, style: str | None, *, colour: bool) -> str:
     return f"\033[{codes}m{text}\033[0m" if codes else text
 
 
-# Terminal control sequences and other control characters in untrusted text (logs, errors):
-# printing them raw to a terminal could move the cursor, retitle the window, or worse.
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?"
-                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1 (8-bit CSI)
-
-
 def safe_text(text: str, *, terminal: bool) -> str:
-    """Untrusted text for output: control sequences removed when it goes to a terminal."""
-    if not terminal:
-        return text
-    # a bare \r (tqdm refreshes, when the runtime passes them through) becomes a line of its own
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    """Log text for `logs`: made safe (core.text) when it goes to a terminal, whether colour is on
+    or not; passed on byte for byte when piped."""
+    return terminal_safe(text) if terminal else text
 
 
 def print_json(data: Any, stream: IO[str] | None = None) -> None:
@@ -59,12 +51,12 @@ def print_json(data: Any, stream: IO[str] | None = None) -> None:
 
 
 def warn(message: str) -> None:
-    print(f"replitrack: {message}", file=sys.stderr, flush=True)
+    print(f"replitrack: {terminal_safe(message)}", file=sys.stderr, flush=True)
 
 
 def say(message: str) -> None:
     """Human chatter that is not the command's data: stderr, so stdout stays scriptable."""
-    print(message, file=sys.stderr, flush=True)
+    print(terminal_safe(message), file=sys.stderr, flush=True)  # messages quote errors from Replicate
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[Sequence[str | None]] | None = None,
@@ -75,6 +67,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: S
     stream = stream or sys.stdout
     colour = use_colour(stream)
     widths = [cell_len(h) for h in headers]
+    rows = [[terminal_safe(cell, one_line=True) for cell in row] for row in rows]  # untrusted, colour or not
     for row in rows:
         widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row)]
 
@@ -88,7 +81,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: S
 
     stream.write(line(headers, ["bold"] * len(headers)) + "\n")
     for index, row in enumerate(rows):
-        stream.write(line([safe_text(c, terminal=colour) for c in row], styles[index] if styles else []) + "\n")
+        stream.write(line(row, styles[index] if styles else []) + "\n")
     stream.flush()
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import BadArgumentError
+from core.text import terminal_safe
 
 if TYPE_CHECKING:  # the listener (aiohttp) is imported only when the command runs
     from listener.events import EventRecord
@@ -128,13 +129,13 @@ class _Printer:
         self._last_error: str | None = None
 
     def emit(self, data: dict[str, Any], text: str) -> None:
-        print(json.dumps(data, ensure_ascii=False) if self.as_json else text, flush=True)
+        print(json.dumps(data, ensure_ascii=False) if self.as_json else terminal_safe(text), flush=True)
 
     def note(self, kind: str, message: str, **extra: Any) -> None:
         if self.as_json:
             self.emit({"type": kind, "message": message, **extra}, "")
         else:
-            print(message, file=sys.stderr, flush=True)
+            print(terminal_safe(message), file=sys.stderr, flush=True)
 
     def shown(self, record: EventRecord) -> bool:
         return not self.events or record.event is None or record.event in self.events
@@ -197,7 +198,9 @@ async def _listen(args: argparse.Namespace, options: dict[str, Any]) -> int:
         service = TrainingService(store, client)
         if args.api_host != "127.0.0.1" and args.expose_local_api:
             printer.note("warning", f"WARNING: the local API listens on {args.api_host}: anyone who can reach it "
-                         "can read your trainings and logs and trigger syncs")
+                         "can read your trainings, their inputs and logs, and the webhooks received (headers "
+                         "and bodies); changing routes (start, cancel, retry, import, sync, replay) still "
+                         "need the token in the store's replitrack.lock")
         listener = Listener(
             service, secret=args.webhook_secret, public_port=args.port, local_port=args.api_port,
             local_host=args.api_host, expose_local=args.expose_local_api, max_body=options["max_body"],

@@ -106,8 +106,8 @@ def _main(argv: Sequence[str] | None) -> int:
     run = getattr(args, "run", None)
     if run is None:  # no subcommand: open the app (sign-in first when there is no token)
         run = importlib.import_module("tui.cli.track").run
-    use_running_demo(args.command)
     try:
+        use_running_demo(args.command)  # it reads the token: an unusable one is said, not a traceback
         code = int(run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
         return code

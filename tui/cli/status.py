@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from core import formats
+from core.text import terminal_safe
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -51,8 +52,9 @@ def print_status(view: dict[str, Any]) -> None:
     if view.get("output_version"):
         fields.append(("Output", view["output_version"], "green"))
     if view.get("error"):
-        fields.append(("Error", o.safe_text(str(view["error"]), terminal=colour), "red"))
+        fields.append(("Error", str(view["error"]), "red"))
     fields.append(("URL", view["web_url"] or "-", "dim"))
     width = max(len(name) for name, _, _ in fields)
     for name, value, style in fields:
+        value = terminal_safe(value, one_line=name != "Error")  # from Replicate: colour on or not
         print(f"{o.paint(name.ljust(width), 'bold', colour=colour)}  {o.paint(value, style, colour=colour)}")

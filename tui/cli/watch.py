@@ -12,6 +12,7 @@ from typing import Any
 from core import formats
 from core.errors import BadArgumentError
 from core.models import utcnow
+from core.text import terminal_safe
 from tui.cli import _common as c
 from tui.cli import _output as o
 
@@ -133,7 +134,7 @@ class _Lines(_Display):
                 parts += [_state(view), f"ETA {formats.duration(formats.remaining_seconds(view))}"]
             if view.get("loss") is not None:
                 parts.append(f"loss {formats.number(view['loss'])}")
-            print("  ".join(parts), flush=True)
+            print(terminal_safe("  ".join(parts), one_line=True), flush=True)
 
 
 class _Bars(_Display):
@@ -162,8 +163,8 @@ class _Bars(_Display):
         for tid, view in tick.views.items():
             fields: dict[str, Any] = {
                 # names come from Replicate: never let them be read as markup
-                "name": escape(_name(view)),
-                "state": escape(_state(view)),
+                "name": escape(terminal_safe(_name(view), one_line=True)),
+                "state": escape(terminal_safe(_state(view), one_line=True)),
                 "eta": "" if view["terminal"] else f"ETA {formats.duration(formats.remaining_seconds(view))}",
                 "loss": f"loss {formats.number(view['loss'])}" if view.get("loss") is not None else "",
             }

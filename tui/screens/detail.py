@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from core.models import Status
+from core.text import terminal_safe
 from tui.base import ReplitrackScreen
 from tui.format import duration, elapsed_seconds, eta_text, number, rate, safe, status_text
 from tui.widgets.chart import LossChart
@@ -58,7 +59,7 @@ def inputs_text(view: dict[str, Any]) -> Text:
     for key, value in items:
         shown = value if isinstance(value, str) else json.dumps(value)
         text.append(f"{key}: ", style="dim")
-        text.append(str(shown)[:200] + "\n")
+        text.append(terminal_safe(str(shown)[:200], one_line=True) + "\n")
     text.rstrip()
     return text
 
@@ -74,11 +75,11 @@ def outcome_text(view: dict[str, Any], traceback: str | None, error_lines: list[
         text.append("c copies the version · w copies the weights URL", style="dim")
     elif status == "failed":
         text.append("Error  ", style="bold red")
-        text.append(str(view.get("error") or "no error message from Replicate") + "\n")
+        text.append(terminal_safe(view.get("error") or "no error message from Replicate") + "\n")
         tail = (traceback or "\n".join(error_lines)).splitlines()[-TRACEBACK_TAIL:]
         if tail:
             text.append("Traceback (tail)\n", style="bold red")
-            text.append("\n".join(tail), style="red")
+            text.append(terminal_safe("\n".join(tail)), style="red")
     elif status in ("canceled", "aborted"):
         text.append(f"This training was {status}.", style="magenta")
     from core.billing import billed_text
@@ -157,9 +158,11 @@ class DetailScreen(ReplitrackScreen[None]):
         self.run_worker(self._track(), group="detail-track")
 
     async def _track(self) -> None:
-        """Build the training's tracker (it parses the whole stored log once) off the UI loop."""
+        """Build the training's tracker from its stored log without holding the UI: a long log is
+        parsed a piece at a time; an update arriving meanwhile is never lost (Updater.prepare)."""
         updater = self.app.service.updater
-        await asyncio.to_thread(updater.tracker, self.training_id)
+        await updater.prepare(self.training_id)  # a piece at a time, on the event loop (never a thread)
+        updater.tracker(self.training_id)
         self.tracked = True
         self.refresh_all()
         app: Any = self.app
@@ -182,7 +185,7 @@ class DetailScreen(ReplitrackScreen[None]):
         title = Text()
         title.append_text(status_text(view.get("status")))
         title.append("  ")
-        title.append(str(view.get("destination") or "(destination unknown)"), style="bold")
+        title.append(terminal_safe(view.get("destination") or "(destination unknown)", one_line=True), style="bold")
         title.append(f"   {self.training_id}", style="dim")
         # Statics of fixed height update without a layout pass (a layout per webhook would cost
         # more than everything else on this screen); the others only when their text changed.

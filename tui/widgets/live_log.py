@@ -12,6 +12,8 @@ import re
 from textual.binding import Binding
 from textual.widgets import Log
 
+from core.text import terminal_safe
+
 FLUSH_EVERY = 0.1  # seconds
 TAIL_LINES = 2_000  # the live tail; the whole log is one key away (h)
 BACKGROUND_RETRY = 0.5  # seconds between flush attempts while another screen is on top
@@ -64,6 +66,7 @@ class LiveLog(Log):
         self._partial = lines.pop()  # the line still being written (may be "")
         if self.max_lines and len(lines) > self.max_lines:
             lines = lines[-self.max_lines:]  # older ones would be dropped at once anyway
+        lines = [terminal_safe(line) for line in lines]  # Log lets ESC through: an OSC retitles the terminal
         self.lines_received += len(lines)
         if lines:
             # Log only follows when the view already sits at the end, which it does not after

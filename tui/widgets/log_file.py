@@ -14,6 +14,7 @@ import mmap
 import os
 import re
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.segment import Segment
@@ -23,11 +24,11 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.text import terminal_safe
 from tui.format import colour
 
 MAX_WIDTH = 2_000  # horizontal scroll range; longer lines are cut there
 _NEWLINE = re.compile(b"\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def read_tail(path: Path, lines: int, *, block: int = 1 << 16) -> str:
@@ -56,7 +57,18 @@ def display(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     if "\r" in text:
         text = text.rstrip("\r").rsplit("\r", 1)[-1]
-    return _CONTROL.sub("·", text.expandtabs(4))
+    return terminal_safe(text.expandtabs(4), one_line=True)
+
+
+@dataclass(frozen=True)
+class _Growth:
+    """What a file gained since `base` bytes: a fresh map over all of it and the new line starts."""
+
+    base: int
+    map: mmap.mmap
+    size: int
+    starts: list[int]
+    longest: int
 
 
 class LogFile:
@@ -72,28 +84,46 @@ class LogFile:
 
     def update(self) -> bool:
         """Index what was appended since the last call; True if there are new lines."""
+        growth = self.scan()
+        return self.apply(growth) if growth is not None else False
+
+    def scan(self) -> _Growth | None:
+        """Map and index what the file gained, without touching what readers use: this may run in
+        a worker thread while the UI thread reads lines; `apply` (on the UI thread) swaps it in."""
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
-            return False
-        if size <= self.indexed:
-            return False
-        if self._map is not None:
-            self._map.close()
+            return None
+        base = self.indexed
+        if size <= base:
+            return None
         with open(self.path, "rb") as file:
-            self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        self._size = size
-        before = len(self.starts)
+            new_map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        size = len(new_map)
         # finditer runs in C; only the list of offsets is built in Python (≈ 0.25 s per 10⁶ lines).
-        self.starts.extend([match.end() for match in _NEWLINE.finditer(self._map, self.indexed, size)])
-        if len(self.starts) > before:
+        starts = [match.end() for match in _NEWLINE.finditer(new_map, base, size)]
+        longest = self.longest
+        if starts:
             # The widest line in a sample of the new ones is enough for the horizontal scroll range.
-            new = self.starts[max(0, before - 1):]
+            new = [self.starts[-1], *starts]
             sample = range(1, len(new), max(1, len(new) // 2_000))
-            self.longest = max([self.longest, *(new[i] - new[i - 1] for i in sample)])
-        self.longest = min(MAX_WIDTH, max(self.longest, size - self.starts[-1]))
-        self.indexed = size
-        return len(self.starts) != before
+            longest = max([longest, *(new[i] - new[i - 1] for i in sample)])
+        last_start = starts[-1] if starts else self.starts[-1]
+        return _Growth(base, new_map, size, starts, min(MAX_WIDTH, max(longest, size - last_start)))
+
+    def apply(self, growth: _Growth) -> bool:
+        """Swap in what `scan` built (UI thread only); a scan made from an older state is dropped."""
+        if growth.base != self.indexed:
+            growth.map.close()
+            return False
+        old, self._map = self._map, growth.map
+        if old is not None:
+            old.close()  # no reader holds it: readers run on this thread
+        self._size = growth.size
+        self.starts.extend(growth.starts)
+        self.longest = growth.longest
+        self.indexed = growth.size
+        return bool(growth.starts) or growth.size > 0
 
     @property
     def line_count(self) -> int:
@@ -165,9 +195,11 @@ class LogFileView(ScrollView, can_focus=True):
             self.shown(at_end)
 
     async def reload_in_thread(self) -> None:
-        """The same, indexing in a worker thread: a 10⁶-line log never freezes the screen."""
+        """The same, indexing in a worker thread (a 10⁶-line log never freezes the screen); the
+        result is swapped in here, on the UI thread, never under a reader's feet."""
         at_end = self.scroll_offset.y >= self.max_scroll_y - 1
-        if await asyncio.to_thread(self.file.update):
+        growth = await asyncio.to_thread(self.file.scan)
+        if growth is not None and self.file.apply(growth):
             self.shown(at_end)
 
     def shown(self, at_end: bool) -> None:
