@@ -23,8 +23,9 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newli
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
-def terminal_safe(text: object, *, one_line: bool = False) -> str:
-    """`text` with every escape sequence and control character removed (tabs and newlines kept).
+def terminal_safe(text: object, *, one_line: bool = False, mark: str = "") -> str:
+    """`text` with every escape sequence and control character removed (tabs and newlines kept),
+    or replaced by `mark` where the reader should see that something was there (the inspector).
 
     A bare `\\r` (a progress bar redrawing itself) becomes a line break; `one_line` turns every
     line break and tab into a space, for a table cell or a title.
@@ -34,7 +35,7 @@ def terminal_safe(text: object, *, one_line: bool = False) -> str:
         return value  # the usual case, checked in C
     if "\r" in value:
         value = value.replace("\r\n", "\n").replace("\r", "\n")
-    value = _CONTROLS.sub("", _SEQUENCES.sub("", value))
+    value = _CONTROLS.sub(mark, _SEQUENCES.sub(mark, value))
     if one_line:
         value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
     return value

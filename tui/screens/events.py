@@ -8,7 +8,6 @@ Everything here comes from `app.inspector` (tui/inspector.py), never from the li
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +17,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Log, Static
 
+from core.text import terminal_safe
 from tui.base import ReplitrackScreen
 from tui.format import percent, safe
 from tui.inspector import VERDICTS
@@ -29,7 +29,6 @@ VERDICT_STYLE = {"accepted": "green", "duplicate": "dim", "ignored": "yellow",
                  "rejected": "bold white on dark_red", "error": "bold white on red"}
 PAGE_LINES = 1_000  # lines of a body shown per page
 LONG_LINE = 4_000  # characters of one line shown (a `logs` value is one JSON string)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS: tuple[Column, ...] = (
     Column("time", "Received", 8), Column("verdict", "Verdict", 10), Column("reason", "Reason", 14, flex=True),
@@ -38,9 +37,9 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-def terminal_safe(text: str) -> str:
-    """Untrusted text (headers, bodies) as a terminal may show it: control characters as `·`."""
-    return _CONTROL.sub("·", text)
+def shown(text: str) -> str:
+    """Untrusted text (headers, bodies) as the inspector shows it: control characters as `·`."""
+    return terminal_safe(text, mark="·")
 
 
 def size_text(size: int) -> str:
@@ -65,7 +64,7 @@ def event_cells(view: dict[str, Any], widths: Any) -> dict[str, Text]:
     return {
         "time": Text(str(view.get("received_at") or "")[11:19], style="dim"),
         "verdict": Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
-        "reason": Text(terminal_safe(reason), style="red" if verdict in ("rejected", "error") else ""),
+        "reason": Text(shown(reason), style="red" if verdict in ("rejected", "error") else ""),
         "training": safe(view.get("training_name") or "–"),
         "event": Text(str(view.get("event") or "–")),
         "http": Text(str(view.get("http_status") or "–"), style="red" if int(view.get("http_status") or 0) >= 300 else ""),
@@ -93,7 +92,7 @@ def listener_text(status: dict[str, Any] | None, kept: int) -> Text:
             ("Last webhook", status.get("last_webhook_at"))]
     for index, (label, value) in enumerate(rows):
         text.append(f"{label:<13}", style="dim")
-        text.append(terminal_safe(str(value or "–")))
+        text.append(shown(str(value or "–")))
         if index < len(rows) - 1:
             text.append("\n")
     return text
@@ -251,7 +250,7 @@ def body_lines(body: bytes | None, size: int) -> list[str]:
     for line in text.splitlines() or [""]:
         if len(line) > LONG_LINE:
             line = line[:LONG_LINE] + f"… ({len(line) - LONG_LINE:,} more characters)"
-        lines.append(terminal_safe(line))
+        lines.append(shown(line))
     return lines
 
 
@@ -289,20 +288,20 @@ class EventDetailScreen(ReplitrackScreen[None]):
                                                                style="yellow"))
             return
         title = Text.assemble((f"{record.id}  ", "bold"), (record.verdict, VERDICT_STYLE.get(record.verdict, "")),
-                              f"  {record.http_status}  ", (terminal_safe(record.reason), "dim"))
+                              f"  {record.http_status}  ", (shown(record.reason), "dim"))
         self.query_one("#event-title", Static).update(title)
         meta = Text()
-        meta.append(f"{record.method} {terminal_safe(record.path)}  ·  received {record.received_at}  ·  "
+        meta.append(f"{record.method} {shown(record.path)}  ·  received {record.received_at}  ·  "
                     f"{size_text(record.body_size)}  ·  took {record.duration_ms:.1f} ms", style="dim")
         if record.training_id:
-            meta.append(f"\ntraining {terminal_safe(record.training_id)}  ·  event {record.event or '–'}  ·  "
+            meta.append(f"\ntraining {shown(record.training_id)}  ·  event {record.event or '–'}  ·  "
                         f"status {record.status or '–'}  ·  progress "
                         f"{percent(record.progress) if record.progress is not None else '–'}")
         detail = (record.response or {}).get("detail")
         if detail:
-            meta.append(f"\n{terminal_safe(str(detail))}", style="red")
+            meta.append(f"\n{shown(str(detail))}", style="red")
         self.query_one("#event-meta", Static).update(meta)
-        headers = [f"{terminal_safe(k)}: {terminal_safe(v)}" for k, v in sorted(record.headers.items())]
+        headers = [f"{shown(k)}: {shown(v)}" for k, v in sorted(record.headers.items())]
         self.lines = ["# headers", *headers, "", "# body", *body_lines(inspector.body(self.event_id),
                                                                          record.body_size)]
         self.show_page()

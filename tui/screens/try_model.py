@@ -18,6 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from core.text import terminal_safe
 from tui.base import ReplitrackScreen
 from textual.widgets import Footer, Input, Label, Log, ProgressBar, Static
 
@@ -27,13 +28,6 @@ from tui import terminal_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 _STEPS = re.compile(r"^(\d+)it \[", re.MULTILINE)  # the denoising bar (see simulator/predictions.py)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-?]*[ -/]*[@-~]")
-
-
-def terminal_safe(text: str) -> str:
-    """Log text from a model, without the control sequences that would drive the terminal.
-    (The one place for this in the try screen; core/text.py is meant to take it over.)"""
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def denoise_fraction(log: str, steps: int, outputs: int) -> float | None:
