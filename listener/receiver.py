@@ -292,6 +292,7 @@ class WebhookReceiver:
             return
         source: Source = "replay" if replay else "webhook"
         webhook_id = None if replay else record.webhook_id
+        decoded = None
         if is_large(body):  # verified, decoded and cut to its new log in a worker process
             try:
                 decoded = await self.service.bodies.decode(
@@ -305,18 +306,7 @@ class WebhookReceiver:
                 self._reject(record, REJECT_STATUS.get(reason, 400), reason, detail)
                 return
             payload = decoded.payload
-            record.training_id = payload["id"]
             record.event = infer_event({**payload, "logs": bool(decoded.logs_length)})
-            try:
-                await self.service.updater.prepare(payload["id"])
-                result = await self.service.updater.apply_pieces(payload, decoded.log_start, decoded.pieces,
-                                                                 source=source, webhook_id=webhook_id)
-            except ValueError as error:  # e.g. an id that cannot name a file
-                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
-                return
-            except StoreWriteError as error:  # its log could not be written: nothing of it was kept
-                self._reject(record, 503, "store_write_failed", f"{error} (answered 503 so that Replicate retries)")
-                return
         else:
             assert isinstance(body, bytes)
             try:
@@ -327,16 +317,21 @@ class WebhookReceiver:
             except ConfigError as error:  # a fetched secret that is not a whsec_ key
                 self._reject(record, 503, "secret_unknown", str(error))
                 return
-            record.training_id = payload["id"]
             record.event = infer_event(payload)
-            try:
+        record.training_id = payload["id"]
+        try:
+            if decoded is not None:
+                await self.service.updater.prepare(payload["id"])
+                result = await self.service.updater.apply_pieces(payload, decoded.log_start, decoded.pieces,
+                                                                 source=source, webhook_id=webhook_id)
+            else:
                 result = self.service.updater.apply(payload, source=source, webhook_id=webhook_id)
-            except ValueError as error:  # e.g. an id that cannot name a file
-                self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
-                return
-            except StoreWriteError as error:  # its log could not be written: nothing of it was kept
-                self._reject(record, 503, "store_write_failed", f"{error} (answered 503 so that Replicate retries)")
-                return
+        except ValueError as error:  # e.g. an id that cannot name a file
+            self._reject(record, 400, "not_a_training", f"webhook is signed but not a usable training: {error}")
+            return
+        except StoreWriteError as error:  # its log could not be written: nothing of it was kept
+            self._reject(record, 503, "store_write_failed", f"{error} (answered 503 so that Replicate retries)")
+            return
         try:
             await self.service.store.commit()  # durable before 2xx: Replicate retries otherwise
         except StoreWriteError as error:

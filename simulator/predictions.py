@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 from . import paging
 from .errors import problem
 from .formats import iso, new_id
-from .records import DEFAULT_EVENTS, EVENTS, TERMINAL, TrainingRecord
+from .records import DEFAULT_EVENTS, TERMINAL, TrainingRecord
+from .requests import Invalid
 from .schemas import validate_input
 from .webhooks import Delivery, WebhookSender
 
@@ -35,7 +36,6 @@ BOOT_SECONDS = (1.0, 3.0)  # simulated seconds in `starting` (the model is warm)
 STEP_SECONDS = 0.12  # one denoising step on an H100, FLUX.1-dev at 1024x1024
 TOKEN_SECONDS = 0.03
 _VERSION_REF = re.compile(r"^(?:([A-Za-z0-9][A-Za-z0-9_-]*/[a-z0-9][a-z0-9._-]*):)?([0-9a-f]{64})$")
-_WEBHOOK_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _REQUEST_KEYS = ("version", "input", "stream", "webhook", "webhook_events_filter")
 _WORDS = ("A", " photo", " of", " a", " small", " dog", " on", " a", " red", " sofa", ",", " in",
           " soft", " morning", " light", ".")
@@ -289,41 +289,24 @@ class PredictionDesk:
 
     def _check_body(self, body: Any) -> tuple[str | None, str, dict[str, Any], str | None, frozenset[str]]:
         """schemas_version_prediction_request: version and input required, no other keys."""
-        invalid: list[dict[str, str]] = []
-
-        def bad(kind: str, name: str, description: str) -> None:
-            invalid.append({"type": kind, "field": name, "description": description})
-
         if not isinstance(body, dict):
             raise problem(422, "Input validation failed", "- (root): Invalid type. Expected: object\n")
+        invalid = Invalid()
         for key in body:
             if key not in _REQUEST_KEYS:
-                bad("additional_property_not_allowed", "(root)", f"Additional property {key} is not allowed")
+                invalid.bad("additional_property_not_allowed", "(root)", f"Additional property {key} is not allowed")
         version = body.get("version")
         match = _VERSION_REF.match(version) if isinstance(version, str) else None
         if version is None:
-            bad("required", "(root)", "version is required")
+            invalid.bad("required", "(root)", "version is required")
         elif match is None:
-            bad("format", "version", "Must be a 64-character version id, or owner/name:version_id")
-        given = body.get("input")
-        if given is None:
-            bad("required", "(root)", "input is required")
-        elif not isinstance(given, dict):
-            bad("type", "input", "Invalid type. Expected: object")
-        webhook = body.get("webhook")
-        if webhook is not None and (not isinstance(webhook, str) or not _WEBHOOK_URL.match(webhook)):
-            bad("format", "webhook", "Does not match format 'uri'")
-        events = body.get("webhook_events_filter")
-        if events is not None and (not isinstance(events, list) or not all(e in EVENTS for e in events)):
-            bad("enum", "webhook_events_filter", f"Each item must be one of: {', '.join(EVENTS)}")
+            invalid.bad("format", "version", "Must be a 64-character version id, or owner/name:version_id")
+        given, webhook, events = invalid.delivery(body)
         if "stream" in body and not isinstance(body["stream"], bool):
-            bad("type", "stream", "Invalid type. Expected: boolean")
-        if invalid:
-            raise problem(422, "Input validation failed", "".join(f"- {i['field']}: {i['description']}\n" for i in invalid),
-                          invalid_fields=invalid)
+            invalid.bad("type", "stream", "Invalid type. Expected: boolean")
+        invalid.answer()
         assert match is not None
-        chosen = frozenset(events) if events else DEFAULT_EVENTS
-        return match.group(1), match.group(2), given, webhook or None, chosen  # type: ignore[return-value]
+        return match.group(1), match.group(2), given, webhook, events
 
     def _version_schema(self, model: str | None, version_id: str) -> tuple[str, dict[str, Any]] | None:
         for name, record in self.sim._models.items():

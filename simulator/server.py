@@ -36,9 +36,10 @@ from . import paging
 from .faults import Faults
 from .formats import iso, new_id, new_version_id, new_webhook_secret
 from .holds import Hold, Holds
-from .records import EVENTS, DEFAULT_EVENTS, FileRecord, ModelRecord, TrainingRecord, VersionRecord
+from .records import FileRecord, ModelRecord, TrainingRecord, VersionRecord
 from .prediction_routes import routes as prediction_routes
 from .routes import build_app
+from .requests import Invalid
 from .scenarios import SCENARIOS
 from .schemas import TRAINERS, Trainer, cog_openapi_schema, validate_input
 from .scripts import SCRIPTS, Emit, Fail, ScriptContext, Succeed, run_to_end
@@ -54,7 +55,6 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _DESTINATION = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]*)/([a-z0-9][a-z0-9._-]*)$")
-_WEBHOOK_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _FILE_PATH = re.compile(r"^/v1/files/([a-z2-7]{26})(?:/download)?$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -414,39 +414,18 @@ class Simulator:
         return trainer
 
     def _check_training_body(self, body: Any) -> tuple[str, dict[str, Any], str | None, frozenset[str]]:
-        invalid: list[dict[str, str]] = []
-
-        def bad(kind: str, field: str, description: str) -> None:
-            invalid.append({"type": kind, "field": field, "description": description})
-
         if not isinstance(body, dict):
             raise problem(422, "Input validation failed", "- (root): Invalid type. Expected: object\n",
                           invalid_fields=[{"type": "type", "field": "(root)", "description": "Invalid type. Expected: object"}])
+        invalid = Invalid()
         destination = body.get("destination")
         if destination is None:
-            bad("required", "(root)", "destination is required")
+            invalid.bad("required", "(root)", "destination is required")
         elif not isinstance(destination, str) or not _DESTINATION.match(destination):
-            bad("format", "destination", "Must be a model name of the form owner/name")
-        given = body.get("input")
-        if given is None:
-            bad("required", "(root)", "input is required")
-        elif not isinstance(given, dict):
-            bad("type", "input", "Invalid type. Expected: object")
-        webhook = body.get("webhook")
-        if webhook is not None and (not isinstance(webhook, str) or not _WEBHOOK_URL.match(webhook)):
-            bad("format", "webhook", "Does not match format 'uri'")
-        events = body.get("webhook_events_filter")
-        if events is not None:
-            if not isinstance(events, list) or not all(e in EVENTS for e in events):
-                bad("enum", "webhook_events_filter", f"Each item must be one of: {', '.join(EVENTS)}")
-        if invalid:
-            raise problem(
-                422, "Input validation failed",
-                "".join(f"- {i['field']}: {i['description']}\n" for i in invalid),
-                invalid_fields=invalid,
-            )
-        chosen_events = frozenset(events) if events else DEFAULT_EVENTS
-        return destination, given, webhook or None, chosen_events  # type: ignore[return-value]
+            invalid.bad("format", "destination", "Must be a model name of the form owner/name")
+        given, webhook, events = invalid.delivery(body)
+        invalid.answer()
+        return destination, given, webhook, events
 
     def _context(self, record: TrainingRecord, rng: random.Random, start: float, scale: float) -> ScriptContext:
         images, rows = self._uploaded_inputs(record)
