@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from core import inputs
 from core.errors import BadArgumentError, NotFoundError, ReplitrackError
 from core.models import WEBHOOK_EVENTS, Outcome, Source, Status, format_time, parse_time, utcnow
 
@@ -273,21 +272,23 @@ def main_inputs(schema: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:
 def check_input(given: Mapping[str, Any], schema: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Refuse what the version would refuse, before sending: an empty prompt, then core.inputs'
     one set of rules (typed text read by the input's type; unknown names, types, ranges)."""
+    from core import inputs  # jsonschema: loaded when a try is checked, for start-up time
+
     properties: Mapping[str, Any] = schema.get("properties") or {}
     if "prompt" in properties and not str(given.get("prompt") or "").strip():
         raise BadArgumentError("the prompt is empty: write what to generate, e.g. --prompt 'a photo of TOK'")
-    values = {name: _value(inputs.spec(schema, name), value) for name, value in given.items()}
+
+    def value(prop: Mapping[str, Any], given: Any) -> Any:
+        # typed text (the CLI's -i, the TUI's fields) by core.inputs' rule; a whole float given
+        # to an integer input (`2.0` from JSON) is that integer, as Cog reads it
+        if isinstance(given, str):
+            return inputs.from_text(prop, given)
+        if isinstance(given, float) and given.is_integer() and prop.get("type") == "integer":
+            return int(given)
+        return given
+
+    values = {name: value(inputs.spec(schema, name), typed) for name, typed in given.items()}
     return inputs.check(schema, values, trainer=what)
-
-
-def _value(prop: Mapping[str, Any], value: Any) -> Any:
-    """Typed text (the CLI's -i, the TUI's fields) by core.inputs' rule; a whole float given to an
-    integer input (`2.0` from JSON) is that integer, as Cog reads it."""
-    if isinstance(value, str):
-        return inputs.from_text(prop, value)
-    if isinstance(value, float) and value.is_integer() and prop.get("type") == "integer":
-        return int(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
