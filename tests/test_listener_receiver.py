@@ -4,13 +4,11 @@ store left consistent whatever arrives (forgeries, replays, disorder, garbage, h
 from __future__ import annotations
 
 import asyncio
-import errno
 import time
 from pathlib import Path
 
 import pytest
 
-import core.store
 from core.store import Store
 from listener.receiver import infer_event
 from test_listener_helpers import (OTHER_SECRET, SECRET, TID, bars, get, post, running_listener, signed,
@@ -190,25 +188,6 @@ async def test_the_secret_comes_from_the_environment(isolated_home: Path, monkey
         assert listener.status.secret.startswith("REPLICATE_WEBHOOK_SECRET")
         body, headers = signed(training("processing", bars(100)), "msg_1")
         assert (await post(hook_url(listener), body, headers))[0] == 200
-
-
-async def test_a_full_disk_answers_503_so_the_sender_retries(isolated_home: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(self: Store, lines: list[bytes]) -> int:
-        raise core.store._write_error(self.home / core.store.JOURNAL_FILE,
-                                      OSError(errno.ENOSPC, "No space left on device"))
-
-    async with running_listener() as listener:
-        with monkeypatch.context() as patch:  # a commit appends to the journal: make that fail
-            patch.setattr(Store, "_append_journal", disk_full)
-            body, headers = signed(training("succeeded", bars(100, 1000)), "msg_final")
-            status, data, _ = await post(hook_url(listener), body, headers)
-            assert status == 503 and "could not save" in data["detail"] and "disk is full" in data["detail"]
-        # Replicate retries the terminal webhook with the same id: now it is saved and answered 200.
-        status, data, _ = await post(hook_url(listener), body, headers)
-        assert status == 200
-    with Store(readonly=True) as store:
-        assert store.get(TID)["status"] == "succeeded"
 
 
 async def test_concurrent_webhooks_are_all_durable(isolated_home: Path) -> None:
