@@ -475,24 +475,25 @@ async def webhook_latency(count: int, stored: int) -> tuple[list[float], list[fl
             assert isinstance(screen, ModelsScreen)
             table = screen.table
             assert len(table.ids) == stored + 1 and tid in table.visible_ids(), "the training is not on screen"
+            # One check for the whole run, reading the current target: a check subscribed per
+            # webhook would stay subscribed (Textual unsubscribes a whole node), and drawing the
+            # row once per earlier webhook would be the bench measuring itself.
+            target: dict[str, Any] = {}
+
+            def check(_: object) -> None:
+                painted, heard = target["painted"], target["heard"]
+                if not painted.done() and not heard and f"{target['percent']:3.0f}%" in table.row_text(tid):
+                    heard.append(time.perf_counter())
+                    app.call_after_refresh(lambda: painted.done() or painted.set_result(time.perf_counter()))
+
+            app.trainings_changed.subscribe(screen, check)
             for index in range(1, count + 1):
                 step = index * 10
                 percent = round(10 + 0.85 * step / steps * 100)
                 logs += "".join(bar.format(p=s * 100 // steps, s=s, t=steps) for s in range(step - 9, step + 1))
                 body = json.dumps({**base, "logs": logs}).encode()
                 painted = asyncio.get_running_loop().create_future()
-
-                heard: list[float] = []
-
-                # The loop's values bound now: every earlier `check` stays subscribed (Textual's
-                # signals unsubscribe a whole node, the screen's own callbacks with it).
-                def check(percent: int = percent, painted: asyncio.Future[float] = painted,
-                          heard: list[float] = heard) -> None:
-                    if f"{percent:3.0f}%" in table.row_text(tid) and not painted.done():
-                        heard.append(time.perf_counter())
-                        app.call_after_refresh(lambda: painted.done() or painted.set_result(time.perf_counter()))
-
-                app.trainings_changed.subscribe(screen, lambda _: check())
+                target.update(percent=percent, painted=painted, heard=[])
                 started = time.perf_counter()
                 status = await post(body, f"m{index}")
                 try:
@@ -500,7 +501,7 @@ async def webhook_latency(count: int, stored: int) -> tuple[list[float], list[fl
                 except asyncio.TimeoutError:
                     raise SystemExit(f"webhook {index} (status {status}) never showed {percent}% on screen") from None
                 latencies.append(done - started)
-                screen_part.append(done - heard[0])
+                screen_part.append(done - target["heard"][0])
                 started = time.perf_counter()
                 await post(body, f"bad{index}", good=False)
                 baseline.append(time.perf_counter() - started)
