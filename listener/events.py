@@ -15,6 +15,7 @@ Layout under `events_dir`:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -24,9 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.errors import StoreError
+from core.errors import StoreError, StoreWriteError
 from core.observers import Observers
-from core.errors import StoreWriteError
 from core.store.files import append_whole, private_dir
 
 INDEX_FILE = "index.jsonl"
@@ -34,6 +34,9 @@ BODY_DIR = "bodies"
 DEFAULT_MAX_EVENTS = 2000
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
 SEGMENTS_PER_BOUND = 8  # the bytes bound is kept within one segment's worth
+# A body this large is written in a thread, to a segment of its own: on the event loop a 142 MB
+# body (a million-line log) held every webhook and frame for over half a second.
+THREAD_BODY = 1 << 20
 
 
 @dataclass
@@ -98,6 +101,7 @@ class EventLog:
         self._events: OrderedDict[str, EventRecord] = OrderedDict()
         self._segments: OrderedDict[str, int] = OrderedDict()  # name → bytes written, oldest first
         self._segment: str | None = None  # the segment bodies are appended to
+        self._writing: set[str] = set()  # segments a thread is writing a large body to
         self._lines_in_index = 0
         self._lines: dict[str, str] = {}  # event id → its index line, so compaction re-serialises nothing
         self._next = 1
@@ -160,7 +164,9 @@ class EventLog:
         self._require_writable()
         if body is not None:
             record.body_size = len(body)
-            if len(body) <= self.max_body_bytes:
+            if len(body) >= THREAD_BODY and len(body) <= self.max_body_bytes:
+                await self._store_large_body(record, body)
+            elif len(body) <= self.max_body_bytes:
                 self._store_body(record, body)
         self._events[record.id] = record
         self._append(record)
@@ -184,11 +190,29 @@ class EventLog:
     def close(self) -> None:
         self._segment = None  # every write is whole and unbuffered: nothing to flush
 
+    def _new_segment(self) -> str:
+        number = 1 + max((int(n[4:10]) for n in self._segments), default=0)
+        name = f"seg-{number:06d}.bin"
+        self._segments[name] = 0
+        return name
+
+    async def _store_large_body(self, record: EventRecord, body: bytes) -> None:
+        name = self._new_segment()  # its own, not the current one: small bodies go on meanwhile
+        self._writing.add(name)
+        try:
+            offset = await asyncio.to_thread(append_whole, self.directory / BODY_DIR / name, body, fsync=False)
+        except StoreWriteError:
+            record.body_file = None  # the log is best effort; the answer does not depend on it
+            return
+        finally:
+            self._writing.discard(name)
+        if name in self._segments:
+            self._segments[name] = offset + len(body)
+            record.body_file, record.body_offset = name, offset
+
     def _store_body(self, record: EventRecord, body: bytes) -> None:
         if self._segment is None or self._segment_full(len(body)):
-            number = 1 + max((int(n[4:10]) for n in self._segments), default=0)
-            self._segment = f"seg-{number:06d}.bin"
-            self._segments[self._segment] = 0
+            self._segment = self._new_segment()
         name = self._segment
         try:  # whole or not at all: a full disk leaves no fragment to shift later bodies
             offset = append_whole(self.directory / BODY_DIR / name, body, fsync=False)
@@ -217,10 +241,12 @@ class EventLog:
     def _enforce_bounds(self) -> None:
         while len(self._events) > self.max_events:
             self._events.popitem(last=False)
-        while self.body_bytes > self.max_body_bytes and len(self._segments) > 1:
-            self._drop_segment(next(iter(self._segments)))
-        if self.body_bytes > self.max_body_bytes and self._segments:  # one huge segment: start over
-            self._drop_segment(next(iter(self._segments)))
+        # the oldest segments first, never one a thread is still writing
+        droppable = [name for name in self._segments if name not in self._writing]
+        while self.body_bytes > self.max_body_bytes and len(droppable) > 1:
+            self._drop_segment(droppable.pop(0))
+        if self.body_bytes > self.max_body_bytes and droppable:  # one huge segment: start over
+            self._drop_segment(droppable.pop(0))
 
     def _drop_segment(self, name: str) -> None:
         if self._segment == name:

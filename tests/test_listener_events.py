@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from core.errors import StoreError
-from listener.events import BODY_DIR, INDEX_FILE, EventLog, EventRecord
+from listener.events import BODY_DIR, INDEX_FILE, THREAD_BODY, EventLog, EventRecord
 
 
 def record(log: EventLog, **extra: object) -> EventRecord:
@@ -35,6 +36,22 @@ async def test_the_log_is_bounded_by_body_bytes(tmp_path: Path) -> None:
     assert len(kept) == 3 and len(list((tmp_path / "events" / BODY_DIR).iterdir())) == 3
     big = await log.add(record(log), b"y" * 20_000)  # larger than the whole bound: kept without its body
     assert big.body_file is None and big.body_size == 20_000 and log.read_body(big.id) is None
+
+
+async def test_a_large_body_is_written_beside_the_loop_while_small_ones_go_on(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events", max_events=100)
+    large = bytes(range(256)) * (3 * THREAD_BODY // 256)  # a few MB: written in a thread
+    writing = asyncio.create_task(log.add(record(log, training_id="big"), large))
+    small = []
+    while not writing.done():  # the loop is free meanwhile: small webhooks are recorded as they come
+        small.append(await log.add(record(log), f"small {len(small)}".encode()))
+        await asyncio.sleep(0)
+    big = await writing
+    assert small, "the loop waited for the large write"
+    assert log.read_body(big.id) == large and big.body_file not in {r.body_file for r in small}
+    assert [log.read_body(r.id) for r in small] == [f"small {i}".encode() for i in range(len(small))]
+    reopened = EventLog(tmp_path / "events", max_events=100)
+    assert reopened.read_body(big.id) == large
 
 
 async def test_the_log_survives_a_restart_and_a_torn_last_line(tmp_path: Path) -> None:
