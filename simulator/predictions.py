@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import paging
 from .errors import problem
 from .formats import iso, new_id
-from .records import DEFAULT_EVENTS, TERMINAL, TrainingRecord
+from .records import DEFAULT_EVENTS, Listed, TrainingRecord
 from .requests import Invalid
 from .schemas import validate_input
 from .webhooks import Delivery, WebhookSender
@@ -42,7 +42,7 @@ _WORDS = ("A", " photo", " of", " a", " small", " dog", " on", " a", " red", " s
 
 
 @dataclass
-class PredictionRecord:
+class PredictionRecord(Listed):
     id: str
     seq: int
     model: str  # owner/name of the version's model
@@ -63,14 +63,6 @@ class PredictionRecord:
     fail_with: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        return (int(self.created_at * 1_000_000), self.seq)
 
     @property
     def logs(self) -> str:

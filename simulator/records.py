@@ -21,8 +21,25 @@ class RawText(str):
     refreshes stay on one line, indentation stays)."""
 
 
+class Listed:
+    """What every simulated object that is listed shares (trainings, predictions): whether it has
+    ended, and its place in a newest-first list."""
+
+    status: str
+    created_at: float
+    seq: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        return (int(self.created_at * 1_000_000), self.seq)
+
+
 @dataclass
-class TrainingRecord:
+class TrainingRecord(Listed):
     id: str
     seq: int  # creation order, breaks ties between equal timestamps
     trainer: Trainer
@@ -44,14 +61,6 @@ class TrainingRecord:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _logs: str | None = field(default=None, repr=False)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        return (int(self.created_at * 1_000_000), self.seq)
 
     @property
     def logs(self) -> str:

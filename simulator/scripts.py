@@ -89,6 +89,11 @@ class _Timeline:
         self._pending = 0.0
         return event
 
+    def uploaded(self, seconds: float) -> Succeed:
+        """The end of a successful run: the platform uploads the weights, printing nothing."""
+        self.wait(seconds)
+        return self.succeed()
+
     def fail(self, lines: list[str], error: str) -> Fail:
         event = Fail(self._pending, tuple(lines), error)
         self._pending = 0.0
@@ -368,8 +373,7 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
         tl.wait(rng.uniform(0.5, 1.5))
         yield tl.out(f"Uploading to Hugging Face: {repo}", f"HF Repo URL: https://huggingface.co/{repo}")
         tl.wait(rng.uniform(5.0, 15.0))
-    tl.wait(rng.uniform(6.0, 15.0))  # the platform uploads the weights; nothing is printed
-    yield tl.succeed()
+    yield tl.uploaded(rng.uniform(6.0, 15.0))
 
 
 def _resolutions(text: str) -> list[int]:
@@ -603,8 +607,7 @@ def sdxl(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent
     yield tl.out("Saving final model for return")
     tl.wait(rng.uniform(3.0, 6.0))
     yield tl.out("training_out/lora.safetensors", "training_out/embeddings.pti", "training_out/special_params.json")
-    tl.wait(rng.uniform(5.0, 12.0))  # the platform uploads the weights; nothing is printed
-    yield tl.succeed()
+    yield tl.uploaded(rng.uniform(5.0, 12.0))
 
 
 _SDXL_ERROR = "No image files found in the input archive. Upload a .zip or .tar of .jpg, .jpeg or .png files."
@@ -773,8 +776,7 @@ def llama(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEven
         yield tl.out("PEFT modules are saved in training_output directory")
     tl.wait(rng.uniform(1.0, 2.0))
     yield tl.out("training_output/adapter_config.json", "training_output/adapter_model.bin", "training_output/README.md")
-    tl.wait(rng.uniform(5.0, 10.0))  # the platform uploads the weights; nothing is printed
-    yield tl.succeed()
+    yield tl.uploaded(rng.uniform(5.0, 10.0))
 
 
 _LLAMA_ERROR = "Training failed! Process returned error code 1. Check the logs for details."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 from pathlib import Path
 from urllib.parse import quote
@@ -11,8 +10,11 @@ import aiohttp
 import pytest
 
 import core.store
+import listener.receiver as listener_receiver
 from core.errors import BadArgumentError
 from core.views import status_view
+from simulator import Simulator
+from tui.cli.runtime import free_port
 from test_listener_helpers import TID, bars, get, post, running_listener, signed, training
 
 VERSION = "me/lora:" + "b" * 64
@@ -78,34 +80,41 @@ async def test_sync_completed_validates_its_body(isolated_home: Path) -> None:
 
 async def test_events_are_listed_inspected_and_replayed(isolated_home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(self: core.store.Store, lines: list[bytes]) -> int:
-        raise core.store._write_error(self.home / core.store.JOURNAL_FILE,
-                                      OSError(errno.ENOSPC, "No space left on device"))
+    # A real passing failure: Replicate (here the simulator, not started yet) cannot be reached
+    # when the webhook comes, so its signing secret is unknown and the webhook is answered 503;
+    # once Replicate answers, the recorded webhook is replayed.
+    monkeypatch.setattr(listener_receiver, "SECRET_RETRY_SECONDS", 0.0)  # ask again at once, not in 5 s
+    port = free_port()
+    sim = Simulator(speed=1000, seed=1)
+    async with running_listener(base_url=f"http://127.0.0.1:{port}", token=sim.token, secret=None) as listener:
+        body, headers = signed(training("succeeded", bars(100, 1000)), "msg_lost", secret=sim.webhook_secret)
+        assert (await post(f"{listener.public_bind_url}/webhooks/replicate", body, headers))[0] == 503
+        await sim.start(port=port)
+        try:
+            await _listed_inspected_and_replayed(listener, body)
+        finally:
+            await sim.stop()
 
-    async with running_listener() as listener:
-        with monkeypatch.context() as patch:  # a commit appends to the journal: make that fail
-            patch.setattr(core.store.Store, "_append_journal", disk_full)
-            body, headers = signed(training("succeeded", bars(100, 1000)), "msg_lost")
-            assert (await post(f"{listener.public_bind_url}/webhooks/replicate", body, headers))[0] == 503
 
-        code, listing = await get(f"{listener.local_url}/api/events")
-        assert code == 200 and listing["count"] == 1
-        event = listing["events"][0]
-        assert (event["verdict"], event["http_status"], event["reason"]) == ("rejected", 503, "store_write_failed")
-        code, detail = await get(f"{listener.local_url}/api/events/{event['id']}")
-        assert code == 200 and detail["headers"]["webhook-id"] == "msg_lost"
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{listener.local_url}/api/events/{event['id']}/body") as answer:
-                assert await answer.read() == body  # the raw bytes, as received
+async def _listed_inspected_and_replayed(listener, body: bytes) -> None:
+    code, listing = await get(f"{listener.local_url}/api/events")
+    assert code == 200 and listing["count"] == 1
+    event = listing["events"][0]
+    assert (event["verdict"], event["http_status"], event["reason"]) == ("rejected", 503, "secret_unknown")
+    code, detail = await get(f"{listener.local_url}/api/events/{event['id']}")
+    assert code == 200 and detail["headers"]["webhook-id"] == "msg_lost"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{listener.local_url}/api/events/{event['id']}/body") as answer:
+            assert await answer.read() == body  # the raw bytes, as received
 
-        code, replay, _ = await post(f"{listener.local_url}/api/events/{event['id']}/replay", b"", auth(listener, {}))
-        assert code == 200 and replay["replayed"] == event["id"]
-        assert replay["event"]["verdict"] == "accepted" and replay["event"]["replay_of"] == event["id"]
-        assert listener.service.store.get(TID)["status"] == "succeeded"
-        code, data = await get(f"{listener.local_url}/api/events?verdict=accepted")
-        assert [e["replay_of"] for e in data["events"]] == [event["id"]]
-        code, data, _ = await post(f"{listener.local_url}/api/events/ev99999999/replay", b"", auth(listener, {}))
-        assert code == 404
+    code, replay, _ = await post(f"{listener.local_url}/api/events/{event['id']}/replay", b"", auth(listener, {}))
+    assert code == 200 and replay["replayed"] == event["id"]
+    assert replay["event"]["verdict"] == "accepted" and replay["event"]["replay_of"] == event["id"]
+    assert listener.service.store.get(TID)["status"] == "succeeded"
+    code, data = await get(f"{listener.local_url}/api/events?verdict=accepted")
+    assert [e["replay_of"] for e in data["events"]] == [event["id"]]
+    code, data, _ = await post(f"{listener.local_url}/api/events/ev99999999/replay", b"", auth(listener, {}))
+    assert code == 404
 
 
 async def test_the_local_api_refuses_other_hosts_and_web_pages(isolated_home: Path) -> None:
