@@ -94,14 +94,6 @@ class PredictionRecord(Listed):
             data["completed_at"] = iso(self.completed_at, 6)
         return data
 
-    def metrics(self) -> dict[str, float]:
-        if self.completed_at is None:
-            return {}
-        metrics = {"total_time": round(self.completed_at - self.created_at, 6)}
-        if self.started_at is not None:
-            metrics["predict_time"] = round(self.completed_at - self.started_at, 6)
-        return metrics
-
 
 class PredictionDesk:
     """The simulator's predictions: create, run, cancel, list, serve their files, send webhooks."""

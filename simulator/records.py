@@ -28,6 +28,8 @@ class Listed:
     status: str
     created_at: float
     seq: int
+    started_at: float | None
+    completed_at: float | None
 
     @property
     def terminal(self) -> bool:
@@ -36,6 +38,15 @@ class Listed:
     @property
     def sort_key(self) -> tuple[int, int]:
         return (int(self.created_at * 1_000_000), self.seq)
+
+    def metrics(self) -> dict[str, float]:
+        """Replicate's `metrics`: the whole time, and the billed (predict) time once it ran."""
+        if self.completed_at is None:
+            return {}
+        metrics = {"total_time": round(self.completed_at - self.created_at, 6)}
+        if self.started_at is not None:
+            metrics["predict_time"] = round(self.completed_at - self.started_at, 6)
+        return metrics
 
 
 @dataclass
@@ -94,14 +105,6 @@ class TrainingRecord(Listed):
         if added:
             self._logs = None
         return added
-
-    def metrics(self) -> dict[str, float]:
-        if self.completed_at is None:
-            return {}
-        metrics = {"total_time": round(self.completed_at - self.created_at, 6)}
-        if self.started_at is not None:
-            metrics["predict_time"] = round(self.completed_at - self.started_at, 6)
-        return metrics
 
     def to_json(self, base_url: str, *, with_logs: bool = True, create_response: bool = False) -> dict[str, Any]:
         """The object as GET /v1/trainings/{id} answers it (list items drop `logs`).
