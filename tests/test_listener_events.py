@@ -39,7 +39,7 @@ async def test_the_log_is_bounded_by_body_bytes(tmp_path: Path) -> None:
 
 
 async def test_a_large_body_is_written_beside_the_loop_while_small_ones_go_on(tmp_path: Path) -> None:
-    log = EventLog(tmp_path / "events", max_events=100)
+    log = EventLog(tmp_path / "events", max_events=1_000_000)  # however many come meanwhile, all kept
     large = bytes(range(256)) * (3 * THREAD_BODY // 256)  # a few MB: written in a thread
     writing = asyncio.create_task(log.add(record(log, training_id="big"), large))
     small = []
@@ -50,7 +50,7 @@ async def test_a_large_body_is_written_beside_the_loop_while_small_ones_go_on(tm
     assert small, "the loop waited for the large write"
     assert log.read_body(big.id) == large and big.body_file not in {r.body_file for r in small}
     assert [log.read_body(r.id) for r in small] == [f"small {i}".encode() for i in range(len(small))]
-    reopened = EventLog(tmp_path / "events", max_events=100)
+    reopened = EventLog(tmp_path / "events", max_events=1_000_000)
     assert reopened.read_body(big.id) == large
 
 
