@@ -218,6 +218,7 @@ class LogState:
 
 
 MAX_ERROR_LINES = 20
+RUN_CHUNK = 64 * 1024  # characters of a run of bar lines read in bulk at once: small lists stay in cache
 MAX_TRACEBACK_LINES = 400  # a recursion error can print thousands; the head and error line suffice
 
 # --- patterns, compiled once ---------------------------------------------------------------------
@@ -314,6 +315,15 @@ def _number(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if isfinite(value) else None
+
+
+def _finite(texts: list[str]) -> list[float] | None:
+    """Numbers for many texts at C speed, or None if one is unreadable or not finite (as `_number`)."""
+    try:
+        values = list(map(float, texts))
+    except ValueError:
+        return None
+    return values if isfinite(sum(values)) else None  # NaN and inf carry through a sum
 
 
 def _postfix(line: str, pos: int) -> tuple[str | None, str | None]:
@@ -490,6 +500,12 @@ class LogParser:
         """
         main = self._main
         assert main is not None
+        while end - start > RUN_CHUNK:  # a long run in chunks: small lists stay in the CPU's cache
+            middle = text.find("\n", start + RUN_CHUNK, end - 1) + 1
+            if middle <= 0:
+                break
+            self._main_run(text, start, middle)
+            start = middle
         count = text.count("\n", start, end)
         self._bulk_or_lines(main, text, start, end, count)
         self.state.lines += count
@@ -577,31 +593,30 @@ class LogParser:
         after = main.step_line.findall(text, stop, end)
         if len(bars) + len(before) + len(after) != count:
             return False
-        if any(_number(loss) is None for _, loss in before) or any(_number(loss) is None for _, loss in after):
+        losses_before, losses_after = _finite([loss for _, loss in before]), _finite([loss for _, loss in after])
+        if losses_before is None or losses_after is None:
             return False  # an unreadable loss: `_line` leaves that point out
         epochs, ns, totals = zip(*bars)
         keys = list(map(add, map(mul, map(int, epochs), repeat(1 << 40)), map(int, ns)))
         for index in (0, keys.index(max(keys))):
             self._epoch_bar_step(int(epochs[index]), int(ns[index]), int(totals[index]))
-        self._step_lines(before)
+        self._step_lines([int(n) for n, _ in before], losses_before)
         line = text[last:stop]
         match = main.counter.match(line)
         assert match is not None
         self._training_step(int(match.group(3)), int(match.group(4)), match.group(2), None, None, match, line, match.end())
-        self._step_lines(after)
+        self._step_lines([int(n) for n, _ in after], losses_after)
         return True
 
-    def _step_lines(self, lines: list[tuple[str, str]]) -> None:
-        """`_step_line` for many (step, loss) texts; at C speed once the epoch length is known."""
+    def _step_lines(self, ns: list[int], losses: list[float]) -> None:
+        """`_step_line` for many steps and (finite) losses; at C speed once the epoch length is known."""
         per_epoch = self._per_epoch or self._llm_per_epoch()
-        if not lines:
+        if not ns:
             return
         if not per_epoch:
-            for n, loss in lines:
-                self._step_line(int(n), loss)
+            for n, loss in zip(ns, losses):
+                self._step_line(n, loss)
             return
-        ns = list(map(int, (n for n, _ in lines)))
-        losses = list(map(float, (loss for _, loss in lines)))
         resets = list(map(le, ns, [self._last_step_line, *ns[:-1]]))  # n restarts: a new epoch
         for previous in compress([self._last_step_line, *ns[:-1]], resets):
             self._step_offset += previous + 1
@@ -814,7 +829,7 @@ class LogParser:
             stage = state.stage = Stage.BOOTING  # any output means the container runs
         if "is completed and loss is" in line:
             if match := _STEP_LINE.search(line):
-                self._step_line(int(match.group(1)), match.group(2))
+                self._step_line(int(match.group(1)), _number(match.group(2)))
                 return
         if line.startswith("Traceback (most recent call last)"):
             self._tb = [line]
@@ -931,7 +946,7 @@ class LogParser:
             if self.state.stage is Stage.TRAINING and self.training_done():
                 self._advance(Stage.SAVING)
 
-    def _step_line(self, n: int, loss_text: str) -> None:
+    def _step_line(self, n: int, loss: float | None) -> None:
         """`step N is completed and loss is X` (LLaMA recipes, rank 0 only): N counts from 0 and
         restarts every epoch."""
         state = self.state
@@ -946,9 +961,9 @@ class LogParser:
             state.step = step
             if state.total_steps:
                 state.train_percent = min(100.0, max(0.0, step * 100.0 / state.total_steps))
-        if (value := _number(loss_text)) is not None:
-            state.loss = value
-            state.losses.record(step, value)
+        if loss is not None:
+            state.loss = loss
+            state.losses.record(step, loss)
         self._advance(Stage.TRAINING)
 
     def _counter(self, line: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from dataclasses import replace
@@ -377,4 +378,57 @@ def test_line_by_line_equals_bulk(log: str) -> None:
         parser.feed(normalized[:position])
     parser.finish()
     # `consumed` counts characters, and "\r\n" was normalized to one
+    assert replace(parser.state, consumed=0) == replace(expected, consumed=0)
+
+
+def _long_llm_log() -> str:
+    """cog-llama-template's 4-GPU output as the simulator serves it (Cog strips each line): one
+    run of bar and step lines far longer than a bulk chunk (`RUN_CHUNK`)."""
+    import random as _random
+
+    from simulator.records import TrainingRecord
+    from simulator.schemas import TRAINERS
+    from simulator.scripts import SCRIPTS, Emit, ScriptContext
+
+    trainer, given = TRAINERS["meta/llama-2-7b"], {"num_train_epochs": 2}
+    ctx = ScriptContext(trainer=trainer, input=given, rng=_random.Random(1), start_time=0.0, text_rows=12_000)
+    record = TrainingRecord(id="t", seq=0, trainer=trainer, destination="me/m", input=given, script="llama",
+                            rng=_random.Random(1), created_at=0.0)
+    for event in SCRIPTS["llama"].factory(ctx):
+        if isinstance(event, Emit):
+            record.append(list(event.lines))
+    return record.logs
+
+
+def _longest_run(log: str, starts: tuple[str, ...]) -> int:
+    """Characters in the longest stretch of lines that all begin with one of `starts`."""
+    longest = current = 0
+    for line in log.replace("\r", "\n").split("\n"):
+        current = current + len(line) + 1 if line.startswith(starts) else 0
+        longest = max(longest, current)
+    return longest
+
+
+_FLUX_LONG_RUNS = {"save_every": 10_000}
+
+
+@pytest.mark.parametrize(("make", "starts"), [
+    (lambda: flux_log(2000, **_FLUX_LONG_RUNS), (JOB,)),
+    (lambda: flux_log(2000, **_FLUX_LONG_RUNS).replace("\n", "\r"), (JOB,)),
+    (_long_llm_log, ("Training Epoch", "step ")),
+], ids=["flux", "flux raw \\r", "llm 4 GPUs"])  # fmt: skip
+def test_runs_longer_than_a_bulk_chunk_read_as_line_by_line(make: Callable[[], str], starts: tuple[str, ...]) -> None:
+    """A long run is read in chunks; three lines per feed never reach the bulk path."""
+    from core.logparse import RUN_CHUNK
+
+    log = make()
+    assert _longest_run(log, starts) > 3 * RUN_CHUNK
+    expected = parse(log)
+    normalized = log.replace("\r", "\n")
+    parser, position = LogParser(), 0
+    while (position := normalized.find("\n", normalized.find("\n", normalized.find("\n", position) + 1) + 1) + 1) > 0:
+        parser.feed(normalized[:position])
+    parser.feed(normalized)
+    parser.finish()
+    assert parser.state.losses and parser.state.step == expected.step
     assert replace(parser.state, consumed=0) == replace(expected, consumed=0)
