@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import math
 import random
@@ -18,13 +19,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from core import config
 from core.backoff import Backoff
@@ -40,6 +38,9 @@ from core.errors import (
     ValidationError,
 )
 from core.models import ID_PATTERN, OWNER_NAME, WEBHOOK_EVENTS, Training
+
+if TYPE_CHECKING:  # httpx is imported where it is used: loading it (~60 ms with its optional
+    import httpx  # command line) would delay the app's first paint, which makes no request
 
 NO_TOKEN_MESSAGE = (
     "no Replicate API token: set REPLICATE_API_TOKEN "
@@ -59,14 +60,15 @@ PAGE_SIZE = 100  # what GET /v1/trainings returns per page (fixed by the API, no
 _RESETS_IN = re.compile(r"resets in\s*~?\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|mins?|minutes?)\b", re.I)
 
 
-def _user_agent() -> str:
+@functools.cache
+def user_agent() -> str:
+    """`replitrack/<version>`; read when the first request is made (importlib.metadata is slow to load)."""
+    from importlib import metadata
+
     try:
         return f"replitrack/{metadata.version('replitrack')}"
     except metadata.PackageNotFoundError:  # running from a checkout that is not installed
         return "replitrack/0+unknown"
-
-
-USER_AGENT = _user_agent()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,6 +87,8 @@ def retry_after_hint(response: httpx.Response, now: float | None = None) -> floa
             seconds = _seconds_until_http_date(header, time.time() if now is None else now)
         if seconds is not None and math.isfinite(seconds):
             return max(0.0, seconds)
+    import httpx
+
     try:
         text = response.text[:2000]
     except (UnicodeDecodeError, LookupError, httpx.ResponseNotRead):
@@ -171,12 +175,23 @@ class ReplicateClient:
         self._sleep = sleep
         # jitter only; never the global generator
         self._backoff = Backoff(BACKOFF_BASE, BACKOFF_CAP, jitter=JITTER, rng=random.Random().random)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,  # a redirect would mean a wrong base URL; say so instead
-        )
+        self._transport = transport
+        self._http_client: httpx.AsyncClient | None = None  # made at the first call: see `_http`
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The connection pool, made when first used: building it loads the system's CA
+        certificates (~50 ms), which the app's first paint need not wait for."""
+        if self._http_client is None:
+            import httpx
+
+            self._http_client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                headers={"User-Agent": user_agent(), "Accept": "application/json"},
+                follow_redirects=False,  # a redirect would mean a wrong base URL; say so instead
+            )
+        return self._http_client
 
     @property
     def token(self) -> str | None:
@@ -191,7 +206,8 @@ class ReplicateClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     # -- account and secrets ------------------------------------------------------------------
 
@@ -501,6 +517,8 @@ class ReplicateClient:
         json: Any = None,
         files: Callable[[], dict[str, tuple[str, bytes, str]]] | None = None,
     ) -> httpx.Response:
+        import httpx
+
         url = self._url(path_or_url)
         headers = {"Authorization": f"Bearer {self._require_token()}"}
         safe_to_repeat = method == "GET"
@@ -535,6 +553,8 @@ class ReplicateClient:
     # -- turning failures into messages -----------------------------------------------------------
 
     def _network_error(self, error: httpx.TransportError, retries: int) -> NetworkError:
+        import httpx
+
         if isinstance(error, httpx.TimeoutException):
             reason = f"no answer within {self.timeout:g} s ({type(error).__name__})"
         else:
@@ -657,6 +677,8 @@ def _object(response: httpx.Response, base_url: str) -> dict[str, Any]:
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
@@ -730,6 +752,6 @@ __all__ = [
     "ID_PATTERN",
     "PAGE_SIZE",
     "ReplicateClient",
-    "USER_AGENT",
+    "user_agent",
     "retry_after_hint",
 ]

@@ -30,9 +30,9 @@ from core.client import (
     BACKOFF_CAP,
     JITTER,
     NO_TOKEN_MESSAGE,
-    USER_AGENT,
     ReplicateClient,
     retry_after_hint,
+    user_agent,
 )
 from core.config import DEFAULT_BASE_URL
 from core.errors import (
@@ -282,7 +282,7 @@ async def test_account_sends_bearer_token_and_user_agent(client: ReplicateClient
     assert await client.account() == account
     request = route.calls.last.request
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
-    assert request.headers["user-agent"] == USER_AGENT == "replitrack/0.1.0"
+    assert request.headers["user-agent"] == user_agent() == "replitrack/0.1.0"
 
 
 async def test_default_webhook_secret(client: ReplicateClient, router: respx.MockRouter) -> None:

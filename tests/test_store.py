@@ -176,6 +176,23 @@ def test_second_writer_gets_a_clear_error_naming_the_pid(isolated_home: Path) ->
     Store().close()
 
 
+def test_files_written_by_the_standard_json_module_still_read(isolated_home: Path) -> None:
+    """Stores written before orjson (json.dumps: NaN, integers past 64 bits) read whole, and such
+    values are written again without loss (a huge integer) or as null (NaN, which is not JSON)."""
+    isolated_home.mkdir(parents=True)
+    big = 2**70
+    (isolated_home / DB_FILE).write_text(json.dumps({"trainings": {
+        "abc": record("abc", loss=float("nan"), input={"seed": big}),
+        "def": record("def", overall_percent=12.5)}}))
+    with Store() as store:
+        assert not store.notices
+        assert store.get("abc")["input"]["seed"] == big and store.get("def")["overall_percent"] == 12.5
+        store.put(record("abc", loss=float("nan"), input={"seed": big}, overall_percent=50.0))
+    with Store() as reopened:  # the change went through the journal and a checkpoint
+        assert reopened.get("abc")["input"]["seed"] == big and reopened.get("abc")["overall_percent"] == 50.0
+        assert reopened.get("abc")["loss"] is None or reopened.get("abc")["loss"] != reopened.get("abc")["loss"]
+
+
 def test_corrupt_file_is_moved_aside_with_a_clear_notice(isolated_home: Path) -> None:
     isolated_home.mkdir(parents=True)
     (isolated_home / DB_FILE).write_text('{"trainings": {"abc": {"id": "ab')  # torn by some other tool

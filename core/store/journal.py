@@ -6,7 +6,6 @@ means someone else wrote here, and the journal is moved aside with a message."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+from core.store.codec import decode, encode
 from core.store.files import append_whole, check_id, open_private, write_error
 from core.store.records import usable_record
 
@@ -41,7 +41,7 @@ class Journal:
 
     def add(self, seq: int, entry: dict[str, Any]) -> None:
         entry["seq"] = seq
-        self.pending.append((seq, (json.dumps(entry, separators=(",", ":")) + "\n").encode()))
+        self.pending.append((seq, encode(entry) + b"\n"))
 
     def append(self, lines: list[bytes]) -> int:
         """Write lines durably (may run in a worker thread). Returns the bytes written."""
@@ -110,7 +110,7 @@ def replay(journal: bytes, after: int) -> Replayed:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = decode(line)
         except ValueError:
             continue  # a torn write: never acknowledged
         seq = entry.get("seq") if isinstance(entry, dict) else None

@@ -4,7 +4,6 @@ with a message (its usable records kept), never a traceback and never an empty s
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,6 +14,7 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from core.errors import StoreError
+from core.store.codec import decode, encode
 from core.store.files import check_id
 
 DB_FILE = "replitrack.json"
@@ -74,18 +74,17 @@ def usable_record(record: object) -> bool:
 
 def encode_database(snapshot: dict[str, Any]) -> Iterator[bytes]:
     """The database file, record by record. Run in a worker thread, this lets the event loop take
-    the GIL between records: one json.dumps of 10,000 trainings would hold it for ~150 ms. Every
+    the GIL between records: one dump of 10,000 trainings would hold it for tens of ms. Every
     few records it also gives the GIL away at once (rather than after the 5 ms switch interval)."""
     yield b"{"
     for t, (name, table) in enumerate(snapshot.items()):
-        yield (b"," if t else b"") + json.dumps(name).encode() + b":"
+        yield (b"," if t else b"") + encode(name) + b":"
         if name == "meta" or not isinstance(table, dict):
-            yield json.dumps(table, separators=(",", ":")).encode()
+            yield encode(table)
             continue
         yield b"{"
         for i, (key, document) in enumerate(table.items()):
-            yield ((b"," if i else b"") + json.dumps(key).encode() + b":"
-                   + json.dumps(document, separators=(",", ":")).encode())
+            yield (b"," if i else b"") + encode(key) + b":" + encode(document)
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 time.sleep(0)  # let a waiting event loop run now
         yield b"}"
@@ -127,7 +126,7 @@ def _check(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
     if not raw.strip():
         return f"it is empty ({len(raw)} bytes)", None
     try:
-        data = json.loads(raw)
+        data = decode(raw)
     except ValueError as error:
         return f"not JSON: {error}", None
     if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
