@@ -166,6 +166,44 @@ async def test_ten_thousand_trainings_are_all_reachable_and_filter_and_sort(isol
         store.close()
 
 
+async def test_a_screenful_of_running_trainings_ticks_a_few_rows_per_frame(isolated_home: Path) -> None:
+    """Each running row's times move once a second, but not all in one frame: a frame that
+    redraws a screenful holds up a webhook arriving then (the p99 in bench/tui.py)."""
+    from tui.screens.models import TICK_ROWS_PER_FRAME
+
+    records = [dict(r, status="processing", stage="training", completed_at=None) for r in bulk_records(200)]
+    write_store(isolated_home, records)
+    store = Store()
+    client = ReplicateClient(token="r8_test", base_url="http://127.0.0.1:9", max_retries=0)
+    app = create_app(TrainingService(store, client), poll=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.3)
+            table = app.screen.query_one(TrainingList)
+            draw, drawn_at = table._draw, []
+
+            def observed(tid: str, *args: Any) -> Any:  # the real drawing, timed
+                drawn_at.append((time.monotonic(), tid))
+                return draw(tid, *args)
+
+            table._draw = observed  # type: ignore[method-assign]
+            await pilot.pause(2.2)
+            visible = set(table.visible_ids())
+            assert len(visible) > 2 * TICK_ROWS_PER_FRAME
+            frames: list[list[str]] = []
+            last = -1.0
+            for moment, tid in drawn_at:
+                if moment - last > 0.05:
+                    frames.append([])
+                frames[-1].append(tid)
+                last = moment
+            assert frames and max(map(len, frames)) <= TICK_ROWS_PER_FRAME
+            assert {tid for frame in frames for tid in frame} == visible  # every row moved on
+    finally:
+        await client.aclose()
+        store.close()
+
+
 async def test_the_command_palette_reaches_the_actions() -> None:
     async with simulated() as env:
         app = env.app()
