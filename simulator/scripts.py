@@ -109,6 +109,17 @@ class _Timeline:
         return meter(n, total, elapsed * scale, rate / scale if rate else rate, **options)  # type: ignore[arg-type]
 
 
+def _refresh(text: str, raw: bool) -> str:
+    """One tqdm refresh: a line of its own as the older Cog runtimes log it, or `\\r` and the line
+    as the newest passes it through (tqdm writes no newline until the bar closes)."""
+    return RawText("\r" + text) if raw else text
+
+
+def _say(tl: _Timeline, raw: bool, *lines: str) -> Emit:
+    """`print` of each line; on the newest runtime as written (indentation and empty lines kept)."""
+    return tl.out(RawText("".join(f"{line}\n" for line in lines))) if raw else tl.out(*lines)
+
+
 def _bar_run(
     tl: _Timeline,
     total: int,
@@ -117,11 +128,17 @@ def _bar_run(
     desc: str = "",
     refresh: float = 0.1,
     jitter: float = 0.15,
+    raw: bool = False,
+    close: bool = False,
+    nested: bool = False,
 ) -> Iterator[Emit]:
-    """A short tqdm bar (preprocessing, shard loading): first line, refreshes ≥ `refresh` s apart, last."""
+    """A short tqdm bar (preprocessing, shard loading): first line, refreshes ≥ `refresh` s apart, last.
+    `close`: then tqdm's `close()`, which draws the bar once more with the overall rate (raw: and
+    ends its line). `nested`: opened while another bar is, so each refresh ends in a cursor-up."""
     rng = tl.ctx.rng
     rate = SmoothedRate()
-    yield tl.out(tl.meter(0, total, 0.0, None, desc=desc))
+    up = "\x1b[A" if nested else ""
+    yield tl.out(_refresh(tl.meter(0, total, 0.0, None, desc=desc) + up, raw))
     started, last_print, current = 0.0, 0.0, None
     for n in range(1, total + 1):
         dt = max(1e-4, seconds_per_item * rng.uniform(1 - jitter, 1 + jitter))
@@ -130,7 +147,10 @@ def _bar_run(
         current = rate.update(1, dt)
         if n == total or started - last_print >= refresh:
             last_print = started
-            yield tl.out(tl.meter(n, total, started, current, desc=desc))
+            yield tl.out(_refresh(tl.meter(n, total, started, current, desc=desc) + up, raw))
+    if close or raw:
+        closing = _refresh(tl.meter(total, total, started, total / started, desc=desc), raw)
+        yield tl.out(RawText(closing + "\n") if raw else closing)
 
 
 def _float32(value: float) -> str:
@@ -145,6 +165,13 @@ def _decaying_loss(rng: random.Random, step: int, total: int, start: float, floo
 
 def _flush_left_json(data: Any) -> list[str]:
     return json.dumps(data, indent=2).splitlines()
+
+
+def _lora_inputs(ctx: ScriptContext) -> tuple[int, int, float, int, list[str]]:
+    """An image LoRA trainer's steps, lora_rank, learning_rate, batch_size, and the zip's images."""
+    images = ctx.images if ctx.images else _default_images(ctx.rng)
+    return (int(ctx.value("steps")), int(ctx.value("lora_rank")), float(ctx.value("learning_rate")),
+            int(ctx.value("batch_size")), images)
 
 
 def _default_images(rng: random.Random) -> list[str]:
@@ -183,13 +210,9 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     (jobs/process/BaseSDTrainProcess.py). `raw`: on the newest Cog runtime, which passes tqdm's `\\r`
     refreshes and the config's indentation through."""
     rng, tl = ctx.rng, _Timeline(ctx)
-    steps = int(ctx.value("steps"))
-    rank = int(ctx.value("lora_rank"))
-    learning_rate = float(ctx.value("learning_rate"))
-    batch_size = int(ctx.value("batch_size"))
     trigger = str(ctx.value("trigger_word"))
     resolutions = _resolutions(str(ctx.value("resolution")))
-    images = ctx.images if ctx.images else _default_images(rng)
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
     wandb = bool(ctx.value("wandb_api_key"))
     prompts = [p.strip() for p in str(ctx.value("wandb_sample_prompts") or "").split("\n") if p.strip()]
     if wandb and not prompts:
@@ -198,9 +221,6 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     sampling = wandb and bool(prompts)
     sample_every = int(ctx.value("wandb_sample_interval")) if sampling else steps + 1
     save_every = int(ctx.value("wandb_save_interval")) if wandb else steps + 1
-
-    def bar_line(text: str) -> str:
-        return RawText("\r" + text) if raw else text
 
     # 1. base weights with pget
     tl.wait(rng.uniform(0.2, 0.8))
@@ -241,8 +261,7 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     else:
         yield tl.out("Starting train job", *_flush_left_json(config), "Using EMA")
     tl.wait(rng.uniform(0.1, 0.4))
-    banner = "#" * 45
-    yield tl.out(banner, f"# Running job: {FLUX_JOB}", banner, "", "", "Running  1 process")
+    yield tl.out(*_job_banner(FLUX_JOB))
 
     # 5. model load
     tl.wait(rng.uniform(0.5, 1.5))
@@ -271,27 +290,12 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
 
     # 6. LoRA
     tl.wait(rng.uniform(1.0, 3.0))
-    yield tl.out(
-        f"create LoRA network. base dim (rank): {rank}, alpha: {rank}",
-        "neuron dropout: p=None, rank dropout: p=None, module dropout: p=None",
-        "create LoRA for Text Encoder: 0 modules.",
-        "create LoRA for U-Net: 494 modules.",
-        "enable LoRA for U-Net",
-    )
+    yield tl.out(*_lora_network(rank, 494))
 
     # 7. datasets, once per resolution
     for size in resolutions:
-        tl.wait(rng.uniform(0.2, 0.6))
-        yield tl.out("Dataset: input_images", "  -  Preprocessing image dimensions")
-        yield from _bar_run(tl, len(images), rng.uniform(0.0006, 0.0012))
-        yield tl.out(
-            f"  -  Found {len(images)} images",
-            "Bucket sizes for input_images:",
-            f"{size}x{size}: {len(images)} files",
-            "1 buckets made",
-            "Caching latents for input_images",
-            " - Keeping latents in memory",
-        )
+        caching = ("Caching latents for input_images", " - Keeping latents in memory")
+        yield from _dataset(tl, "input_images", len(images), size, then=caching)
         yield from _bar_run(tl, len(images), rng.uniform(0.25, 0.4) * (size / 1024) ** 2 + 0.05, desc="Caching latents")
 
     def sample(nested: bool) -> Iterator[Emit]:
@@ -316,19 +320,11 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     seconds_per_step = rng.uniform(0.92, 1.08) * (0.75 + 0.25 * batch_size)
     fail_at = max(1, int(steps * rng.uniform(0.25, 0.45))) if failure == "oom" else None
     rate = SmoothedRate()
-    yield tl.out(bar_line(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB)))
+    yield tl.out(_refresh(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB), raw))
     bar_elapsed = 0.0  # the bar's clock: ToolkitProgressBar leaves its pauses out
     postfix = ""
     for step in range(steps):
-        # each step draws one bucket: smaller images train faster
-        size = rng.choice(resolutions)
-        dt = seconds_per_step * (size / 1024) ** 1.5 / (sum((r / 1024) ** 1.5 for r in resolutions) / len(resolutions))
-        dt *= rng.gauss(1.0, 0.05)
-        if step == 0:
-            dt += rng.uniform(2.0, 4.0)  # first step: compile and warm-up
-        elif rng.random() < 0.02:
-            dt += rng.uniform(0.3, 1.2)  # the odd slow step
-        dt = max(0.05, dt)
+        dt = _step_seconds(rng, step, seconds_per_step, resolutions)
         tl.wait(dt)
         bar_elapsed += dt
         loss = _decaying_loss(rng, step, steps, start=0.62, floor=0.3, noise=0.2)
@@ -342,7 +338,7 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
             if step % sample_every == 0:
                 yield from sample(nested=True)
             if step % save_every == 0:
-                shown = bar_line(tl.meter(step - 1, steps, bar_elapsed - dt, rate.peek(), desc=FLUX_JOB, postfix=postfix))
+                shown = _refresh(tl.meter(step - 1, steps, bar_elapsed - dt, rate.peek(), desc=FLUX_JOB, postfix=postfix), raw)
                 tl.wait(0.05)
                 yield tl.out(f"Saving at step {step}", shown)  # tqdm.write: the message, the bar again
                 tl.wait(rng.uniform(3.0, 6.0))
@@ -350,10 +346,10 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
                 if wandb:
                     yield tl.out(f"Saving weights to W&B: {FLUX_JOB}_{step:09d}.safetensors")
                     tl.wait(rng.uniform(2.0, 5.0))
-        yield tl.out(bar_line(tl.meter(step, steps, bar_elapsed, rate.update(1, dt), desc=FLUX_JOB, postfix=postfix)))
+        yield tl.out(_refresh(tl.meter(step, steps, bar_elapsed, rate.update(1, dt), desc=FLUX_JOB, postfix=postfix), raw))
 
     # 10. the end: the bar stays at steps−1, a last sample, the final save, the tarball, uploads
-    yield tl.out(bar_line(tl.meter(steps - 1, steps, bar_elapsed, rate.peek(), desc=FLUX_JOB, postfix=postfix)))
+    yield tl.out(_refresh(tl.meter(steps - 1, steps, bar_elapsed, rate.peek(), desc=FLUX_JOB, postfix=postfix), raw))
     if sampling:
         yield from sample(nested=False)
     tl.wait(rng.uniform(3.0, 6.0))
@@ -383,6 +379,50 @@ def _resolutions(text: str) -> list[int]:
         if part.isdigit() and 64 <= int(part) <= 4096:
             sizes.append(int(part))
     return sizes or [512, 768, 1024]
+
+
+def _job_banner(job: str) -> tuple[str, ...]:
+    """jobs/BaseJob.py's banner, then ExtensionJob's process count (ai-toolkit)."""
+    banner = "#" * 45
+    return banner, f"# Running job: {job}", banner, "", "", "Running  1 process"
+
+
+def _lora_network(rank: int, modules: int) -> tuple[str, ...]:
+    """toolkit/lora_special.py creating the LoRA: only the transformer's blocks, no text encoder."""
+    return (
+        f"create LoRA network. base dim (rank): {rank}, alpha: {rank}",
+        "neuron dropout: p=None, rank dropout: p=None, module dropout: p=None",
+        "create LoRA for Text Encoder: 0 modules.",
+        f"create LoRA for U-Net: {modules} modules.",
+        "enable LoRA for U-Net",
+    )
+
+
+def _dataset(
+    tl: _Timeline, folder: str, count: int, size: int, *, raw: bool = False, then: tuple[str, ...] = ()
+) -> Iterator[Emit]:
+    """ai-toolkit's dataset at one resolution (toolkit/data_loader.py, dataloader_mixins.py): image
+    sizes read in a bar, then the buckets (one, square); `then`: what it prints next."""
+    rng = tl.ctx.rng
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield _say(tl, raw, f"Dataset: {folder}", "  -  Preprocessing image dimensions")
+    yield from _bar_run(tl, count, rng.uniform(0.0006, 0.0012), raw=raw)
+    yield _say(
+        tl, raw, f"  -  Found {count} images", f"Bucket sizes for {folder}:", f"{size}x{size}: {count} files",
+        "1 buckets made", *then,
+    )
+
+
+def _step_seconds(rng: random.Random, step: int, seconds_per_step: float, resolutions: list[int]) -> float:
+    """One ai-toolkit step: each draws one bucket, and smaller images train faster."""
+    size = rng.choice(resolutions)
+    dt = seconds_per_step * (size / 1024) ** 1.5 / (sum((r / 1024) ** 1.5 for r in resolutions) / len(resolutions))
+    dt *= rng.gauss(1.0, 0.05)
+    if step == 0:
+        dt += rng.uniform(2.0, 4.0)  # first step: compile and warm-up
+    elif rng.random() < 0.02:
+        dt += rng.uniform(0.3, 1.2)  # the odd slow step
+    return max(0.05, dt)
 
 
 def _flux_config(
