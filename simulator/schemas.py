@@ -256,42 +256,24 @@ class Trainer:
         return cog_openapi_schema(self.predict_input, self.training_input)
 
 
+def _official(
+    name: str, created: str, cog: str, description: str, training_input: dict[str, Any],
+    predict_input: dict[str, Any], script: str, run_count: int,
+) -> Trainer:
+    return Trainer(name, _fixed_version(name), created, cog, description, training_input, predict_input, script, run_count)
+
+
 TRAINERS: dict[str, Trainer] = {
     trainer.name: trainer
     for trainer in (
-        Trainer(
-            name="ostris/flux-dev-lora-trainer",
-            version=_fixed_version("ostris/flux-dev-lora-trainer"),
-            version_created_at="2024-09-16T18:27:21.538743Z",
-            cog_version="0.9.23",
-            description="Fine-tune FLUX.1-dev using ai-toolkit",
-            training_input=FLUX_TRAINING_INPUT,
-            predict_input=IMAGE_PREDICT_INPUT,
-            script="flux",
-            run_count=1_412_733,
-        ),
-        Trainer(
-            name="stability-ai/sdxl",
-            version=_fixed_version("stability-ai/sdxl"),
-            version_created_at="2023-09-21T16:02:43.129786553Z",
-            cog_version="0.8.6",
-            description="A text-to-image generative AI model that creates beautiful images",
-            training_input=SDXL_TRAINING_INPUT,
-            predict_input=IMAGE_PREDICT_INPUT,
-            script="sdxl",
-            run_count=80_114_519,
-        ),
-        Trainer(
-            name="meta/llama-2-7b",
-            version=_fixed_version("meta/llama-2-7b"),
-            version_created_at="2023-09-19T22:46:09.372938Z",
-            cog_version="0.8.1",
-            description="Base version of Llama 2 7B, a 7 billion parameter language model",
-            training_input=LLAMA_TRAINING_INPUT,
-            predict_input=TEXT_PREDICT_INPUT,
-            script="llama",
-            run_count=1_337_862,
-        ),
+        _official("ostris/flux-dev-lora-trainer", "2024-09-16T18:27:21.538743Z", "0.9.23",
+                  "Fine-tune FLUX.1-dev using ai-toolkit", FLUX_TRAINING_INPUT, IMAGE_PREDICT_INPUT, "flux", 1_412_733),
+        _official("stability-ai/sdxl", "2023-09-21T16:02:43.129786553Z", "0.8.6",
+                  "A text-to-image generative AI model that creates beautiful images", SDXL_TRAINING_INPUT,
+                  IMAGE_PREDICT_INPUT, "sdxl", 80_114_519),
+        _official("meta/llama-2-7b", "2023-09-19T22:46:09.372938Z", "0.8.1",
+                  "Base version of Llama 2 7B, a 7 billion parameter language model", LLAMA_TRAINING_INPUT,
+                  TEXT_PREDICT_INPUT, "llama", 1_337_862),
     )
 }
 
