@@ -538,6 +538,206 @@ def _oom_traceback(error: str) -> list[str]:
     ]
 
 
+# ---- replicate/qwen-image-lora-trainer (ai-toolkit on the newest Cog runtime) ----------------------
+
+QWEN_PYTHON = "/root/.pyenv/versions/3.10.18"  # cog.yaml: python_version "3.10"
+QWEN_LIB = f"{QWEN_PYTHON}/lib/python3.10"
+QWEN_LORA_MODULES = 840  # lora_special over QwenImageTransformer2DModel: 60 blocks × 14 linear layers
+QWEN_MB_PER_RANK = 18.43  # the LoRA in float16: 9.83M parameters a block per unit of rank, 60 blocks
+
+
+def qwen(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent]:
+    """replicate/qwen-image-lora-trainer@09386ee (train.py: `logging.basicConfig(level=INFO)`, run.py
+    in a subprocess that inherits the output) on ostris/ai-toolkit@1755e58 (run.py, jobs/BaseJob.py,
+    jobs/process/BaseProcess.py, BaseSDTrainProcess.py, extensions_built_in/diffusion_models/
+    qwen_image/qwen_image.py, toolkit/data_loader.py) with diffusers@7ea065c and transformers 4.52.4
+    loading the shards. All of it as the newest Cog runtime passes it: tqdm's `\\r` refreshes, the
+    config's indentation and empty lines kept; blue cells in the job's bar, as the reference notes
+    (flux item 13) describe for this runtime (ToolkitProgressBar sets no colour itself)."""
+    rng, tl = ctx.rng, _Timeline(ctx)
+    optimizer = str(ctx.value("optimizer"))
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
+    resolutions = [512, 768, 1024]  # the wrapper's fixed dataset resolutions
+    job = f"qwen_lora_{int(tl.now())}"
+    job_dir = f"/src/output/{job}"
+
+    def say(*lines: str) -> Emit:
+        return _say(tl, True, *lines)
+
+    def bar(n: int, elapsed: float, rate: float | None, postfix: str = "") -> str:
+        return tl.meter(n, steps, elapsed, rate, desc=job, postfix=postfix, colour="blue")
+
+    def no_samples() -> Emit:
+        """BaseSDTrainProcess.sample with no prompts (sample_every 0): `Generating Images` over
+        nothing, leave=False, so its line is wiped."""
+        line = tl.meter(0, 0, 0.0, None, desc="Generating Images")
+        return tl.out(RawText(f"\r{line}\r{' ' * len(line)}\r"))
+
+    # 1. the wrapper: the zip, the settings, then run.py with the config it wrote
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield say(f"INFO:__main__:Starting training: {job}")
+    tl.wait(rng.uniform(0.5, 2.5))
+    captioned = len(images) if rng.random() < 0.3 else 0
+    yield say(
+        f"INFO:__main__:Extracted {len(images)} images, {captioned} existing captions, {len(images) - captioned} created",
+        f"INFO:__main__:Training: {steps} steps, rank {rank}, {optimizer}, batch {batch_size}",
+        f"INFO:__main__:Starting training: {job}",
+    )
+    tl.wait(rng.uniform(8.0, 15.0))  # run.py imports torch, diffusers and the toolkit
+    yield say("Running 1 job")
+    config = _qwen_process_config(ctx, steps, rank, learning_rate, batch_size, optimizer)
+    yield say(json.dumps(config, indent=4, sort_keys=True))  # the wrapper's yaml.dump sorted the keys
+    tl.wait(rng.uniform(0.1, 0.4))
+    yield say("", *_job_banner(job))
+
+    # 2. the model: nothing quantized, everything to the GPU
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield say("Loading Qwen Image model")
+    tl.wait(rng.uniform(0.2, 0.5))
+    yield say("Loading transformer")
+    yield from _bar_run(tl, 9, rng.uniform(1.2, 2.2), desc="Loading checkpoint shards", raw=True)
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say("Text Encoder")
+    yield from _bar_run(tl, 4, rng.uniform(0.8, 1.6), desc="Loading checkpoint shards", raw=True)
+    tl.wait(rng.uniform(3.0, 6.0))
+    yield say("Loading VAE")
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield say("Making pipe")
+    tl.wait(rng.uniform(0.2, 0.5))
+    yield say("Preparing Model")
+    tl.wait(rng.uniform(8.0, 16.0))  # 41 GB of transformer onto the GPU
+    yield say("Model Loaded")
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say(*_lora_network(rank, QWEN_LORA_MODULES))
+
+    # 3. one dataset per resolution, no latent caching; a baseline "sample" of no prompts
+    for size in resolutions:
+        yield from _dataset(tl, "/src/input_images", len(images), size, raw=True)
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say("Generating baseline samples before training")
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield no_samples()
+
+    # 4. the loop: set_postfix_str redraws the bar at its current n (step − 1), then
+    # update(step − n) draws `step`; no mid-run save (save_every = steps) and no sampling
+    tl.wait(rng.uniform(1.0, 3.0))
+    seconds_per_step = rng.uniform(2.2, 2.6) * (0.75 + 0.25 * batch_size)
+    fail_at = max(1, int(steps * rng.uniform(0.2, 0.4))) if failure == "oom" else None
+    rate = SmoothedRate()
+    yield tl.out(RawText("\r" + bar(0, 0.0, None)))
+    elapsed, postfix = 0.0, ""
+    for step in range(steps):
+        dt = _step_seconds(rng, step, seconds_per_step, resolutions)
+        tl.wait(dt)
+        if step == fail_at:
+            yield from _qwen_oom(tl, job, images[:batch_size])
+            return
+        elapsed += dt
+        loss = _decaying_loss(rng, step, steps, start=0.5, floor=0.28, noise=0.25)
+        postfix = f"lr: {learning_rate:.1e} loss: {loss:.3e}"
+        shown = bar(max(0, step - 1), elapsed, rate.peek(), postfix)
+        current = rate.update(1, dt) if step else None
+        yield tl.out(RawText(f"\r{shown}\r{bar(step, elapsed, current, postfix)}"))
+
+    # 5. close() draws the bar once more (overall rate) and ends its line; a last sample of no
+    # prompts, the final save, then the wrapper zips the LoRA and the platform uploads it
+    yield tl.out(RawText("\r" + bar(steps - 1, elapsed, (steps - 1) / elapsed, postfix) + "\n"))
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield no_samples()
+    yield say("")
+    size_mb = rank * QWEN_MB_PER_RANK
+    tl.wait(rng.uniform(1.0, 2.0) + size_mb / rng.uniform(600.0, 900.0))
+    yield say(f"Saved checkpoint to {job_dir}/{job}.safetensors")
+    tl.wait(rng.uniform(1.0, 2.0) + size_mb * 6 / rng.uniform(900.0, 1400.0))  # AdamW: two float32 moments
+    yield say(f"Saved optimizer to {job_dir}/optimizer.pt")
+    tl.wait(rng.uniform(2.0, 5.0))
+    yield say("INFO:__main__:Training completed")
+    zipped = size_mb * rng.uniform(0.92, 0.95)
+    tl.wait(size_mb / rng.uniform(40.0, 70.0))  # ZIP_DEFLATED, one core
+    yield say(f"INFO:__main__:Created /tmp/{job}_trained.zip ({zipped:.1f}MB)")
+    yield tl.uploaded(rng.uniform(3.0, 6.0) + zipped / rng.uniform(80.0, 150.0))
+
+
+def _qwen_process_config(
+    ctx: ScriptContext, steps: int, rank: int, learning_rate: float, batch_size: int, optimizer: str
+) -> dict[str, Any]:
+    """train.py's create_training_config: the process, which BaseProcess prints."""
+    seed = ctx.value("seed")
+    return {
+        "type": "sd_trainer",
+        "training_folder": "/src/output",
+        "device": "cuda:0",
+        "network": {"type": "lora", "linear": rank, "linear_alpha": rank},
+        "save": {"dtype": "float16", "save_every": steps, "max_step_saves_to_keep": 1, "push_to_hub": False},
+        "datasets": [{
+            "folder_path": "/src/input_images", "default_caption": str(ctx.value("default_caption")),
+            "caption_ext": "txt", "caption_dropout_rate": 0.0, "shuffle_tokens": False,
+            "cache_latents_to_disk": False, "resolution": [512, 768, 1024], "pin_memory": True, "num_workers": 4,
+        }],
+        "train": {
+            "batch_size": batch_size, "steps": steps, "gradient_accumulation_steps": 2, "train_unet": True,
+            "train_text_encoder": False, "gradient_checkpointing": False, "noise_scheduler": "flowmatch",
+            "optimizer": optimizer, "lr": learning_rate, "dtype": "bf16", "max_grad_norm": 1.0,
+            "seed": int(seed) if seed else 42, "ema_config": {"use_ema": False, "ema_decay": 0.99},
+        },
+        "model": {"name_or_path": "Qwen/Qwen-Image", "arch": "qwen_image", "quantize": False, "quantize_te": False,
+                  "low_vram": False},
+        "sample": {"sample_every": 0},
+    }
+
+
+def _qwen_oom(tl: _Timeline, job: str, batch: list[str]) -> Iterator[ScriptEvent]:
+    """Out of memory in a step (nothing quantized, no gradient checkpointing): ai-toolkit prints the
+    traceback onto the bar's line, the batch, its job summary, and re-raises; run.py exits 1 and the
+    wrapper's `subprocess.run(check=True)` fails the training."""
+    rng = tl.ctx.rng
+    error = _oom_error(rng)
+    site = f"{QWEN_LIB}/site-packages"
+    step = [
+        '  File "/src/ai-toolkit/jobs/process/BaseSDTrainProcess.py", line 2078, in run',
+        "    loss_dict = self.hook_train_loop(batch_list)",
+        '  File "/src/ai-toolkit/extensions_built_in/sd_trainer/SDTrainer.py", line 1815, in hook_train_loop',
+        "    loss = self.train_single_accumulation(batch)",
+        '  File "/src/ai-toolkit/extensions_built_in/sd_trainer/SDTrainer.py", line 1802, in train_single_accumulation',
+        "    self.accelerator.backward(loss)",
+        f'  File "{site}/accelerate/accelerator.py", line 2734, in backward',
+        "    loss.backward(**kwargs)",
+        f'  File "{site}/torch/_tensor.py", line 648, in backward',
+        "    torch.autograd.backward(",
+        f'  File "{site}/torch/autograd/__init__.py", line 353, in backward',
+        "    _engine_run_backward(",
+        f'  File "{site}/torch/autograd/graph.py", line 824, in _engine_run_backward',
+        "    return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass",
+        f"torch.OutOfMemoryError: {error}",
+    ]
+    yield _say(tl, True, "Traceback (most recent call last):", *step, "Batch Items:", *(f" - /src/input_images/{name}" for name in batch))
+    yield _say(
+        tl, True, f"Error running job: {error}", "", "=" * 40, "Result:", " - 0 completed jobs", " - 1 failure", "=" * 40,
+        "Traceback (most recent call last):",
+        '  File "/src/ai-toolkit/run.py", line 120, in <module>', "    main()",
+        '  File "/src/ai-toolkit/run.py", line 108, in main', "    raise e",
+        '  File "/src/ai-toolkit/run.py", line 96, in main', "    job.run()",
+        '  File "/src/ai-toolkit/jobs/ExtensionJob.py", line 22, in run', "    process.run()",
+        '  File "/src/ai-toolkit/jobs/process/BaseSDTrainProcess.py", line 2086, in run', "    raise e",
+        *step,
+    )
+    tl.wait(rng.uniform(1.0, 3.0))
+    command = [f"{QWEN_PYTHON}/bin/python", "run.py", f"/src/output/{job}/config.yaml"]
+    failed = f"Command '{command!r}' returned non-zero exit status 1."
+    yield tl.fail([RawText("".join(f"{line}\n" for line in [
+        "Traceback (most recent call last):",
+        f'  File "{site}/cog/server/worker.py", line 646, in _predict',
+        "    result = predict(**payload)",
+        '  File "/src/train.py", line 214, in train',
+        "    run_training(config, job_name)",
+        '  File "/src/train.py", line 134, in run_training',
+        '    subprocess.run([sys.executable, "run.py", str(config_path.absolute())],',
+        f'  File "{QWEN_LIB}/subprocess.py", line 526, in run',
+        "    raise CalledProcessError(retcode, process.args,",
+        f"subprocess.CalledProcessError: {failed}",
+    ]))], failed)
+
+
 # ---- stability-ai/sdxl (cog-sdxl) -----------------------------------------------------------------
 
 SDXL_URL = "https://weights.replicate.delivery/default/sdxl/sdxl-vae-upcast-fix.tar"
@@ -858,6 +1058,10 @@ SCRIPTS: dict[str, Script] = {
                "CUDA out of memory a third of the way through training"),
         Script("flux-fail-load", "ostris/flux-dev-lora-trainer", lambda c: flux(c, "load"), "failed",
                "missing config.json while loading the transformer"),
+        Script("qwen", "replicate/qwen-image-lora-trainer", qwen, "succeeded",
+               "Qwen-Image LoRA run on ai-toolkit, on the newest Cog runtime (raw \\r refreshes, colour)"),
+        Script("qwen-fail", "replicate/qwen-image-lora-trainer", lambda c: qwen(c, "oom"), "failed",
+               "CUDA out of memory a fifth to two fifths of the way through training"),
         Script("sdxl", "stability-ai/sdxl", sdxl, "succeeded", "full SDXL LoRA/PTI run"),
         Script("sdxl-fail", "stability-ai/sdxl", lambda c: sdxl(c, "preprocess"), "failed",
                "no images in the input archive"),

@@ -289,6 +289,9 @@ SIMULATED = {
     "llm, no validation (late closing lines)": (
         "meta/llama-2-7b", "llama", {"train_data": DATA + "a.jsonl", "num_train_epochs": 2, "run_validation": False},
         Family("llm", 150, not_training=LLM.not_training)),
+    "qwen on the newest runtime (raw \\r, colour, empty sampling)": (
+        "replicate/qwen-image-lora-trainer", "qwen", {"dataset": DATA + "a.zip", "steps": 100},
+        Family("qwen", 100, not_training=("Generating Images", "Loading checkpoint shards"))),
 }
 
 
@@ -309,6 +312,8 @@ def test_simulated_logs_meet_the_same_expectations(case: str) -> None:
         assert "\r" in log and '    "steps": 30,' in log  # raw refreshes and the config's indentation
     if trainer == "meta/llama-2-7b":
         assert "\x1b[34m" in log and "tensor(" in log and state.losses
+    if script == "qwen":  # raw refreshes, the config's indentation, blue cells, the wrapper's lines
+        assert "\r" in log and '        "steps": 100,' in log and "|\x1b[34m" in log and "INFO:__main__:Training completed" in log
     for seed in range(2):
         rng = random.Random(seed)
         tracker, seen, now = ProgressTracker(configured_steps=steps_from_input(given)), [], T0
