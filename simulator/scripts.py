@@ -23,7 +23,10 @@ import random
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+
+from tqdm import tqdm
 
 from .formats import pget_time
 from .progress_bars import SmoothedRate, meter
@@ -738,6 +741,166 @@ def _qwen_oom(tl: _Timeline, job: str, batch: list[str]) -> Iterator[ScriptEvent
     ]))], failed)
 
 
+# ---- DreamBooth LoRA on diffusers (lucataco/cog-diffusers-dreambooth-lora) -------------------------
+
+DREAMBOOTH_BASE = "/tmp/train"  # the wrapper's output_base: what it tars
+DREAMBOOTH_OUTPUT = f"{DREAMBOOTH_BASE}/output/flux_train_replicate"
+FLUX_PIPELINE = (  # FLUX.1-dev's model_index.json: what FluxPipeline.from_pretrained loads, in order
+    ("scheduler", "FlowMatchEulerDiscreteScheduler"), ("text_encoder", "CLIPTextModel"),
+    ("text_encoder_2", "T5EncoderModel"), ("tokenizer", "CLIPTokenizer"), ("tokenizer_2", "T5TokenizerFast"),
+    ("transformer", "FluxTransformer2DModel"), ("vae", "AutoencoderKL"),
+)
+# what accelerate's save_state writes into a checkpoint (sampler.bin only for a seedable sampler)
+DREAMBOOTH_CHECKPOINT_FILES = ("pytorch_lora_weights.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+
+
+def diffusers(ctx: ScriptContext) -> Iterator[ScriptEvent]:
+    """huggingface/diffusers@5700e52 examples/dreambooth/train_dreambooth_lora_flux.py with
+    accelerate 1.0.0 (Accelerator.save_state, checkpointing.py), run by
+    lucataco/cog-diffusers-dreambooth-lora@a0614e1 (predict.py: `accelerate launch` with
+    `--optimizer=prodigy`, no validation prompt, checkpoints only when asked, then `tar -cvf`), on
+    the older Cog runtime (a line per print). The script logs through accelerate's logger
+    (basicConfig's `%m/%d/%Y %H:%M:%S - LEVEL - name - message`); diffusers' loggers have a handler
+    of their own and print the bare message. The simulator runs it with the flux trainer's inputs
+    (steps, lora_rank, batch_size, learning_rate, the first resolution, trigger_word) and the
+    wrapper's `checkpointing_steps`."""
+    rng, tl = ctx.rng, _Timeline(ctx)
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
+    resolution = _resolutions(str(ctx.value("resolution")))[0]
+    every = int(ctx.value("checkpointing_steps") or steps + 1)  # the wrapper's default: none
+    seed = int(ctx.value("seed") or rng.randint(0, 2**32 - 1))
+    out = DREAMBOOTH_OUTPUT
+
+    def log(name: str, *messages: str, level: str = "INFO") -> tuple[str, ...]:
+        stamp = datetime.fromtimestamp(int(tl.now()), timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
+        return tuple(f"{stamp} - {level} - {name} - {message}" for message in messages)
+
+    # 1. the wrapper
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield tl.out(f"Using seed: {seed}")
+    tl.wait(rng.uniform(0.3, 1.5))
+    params = [
+        "accelerate", "launch", "--dynamo_backend", "no", "train_dreambooth_lora_flux.py",
+        "--pretrained_model_name_or_path", "FLUX.1-dev", "--instance_data_dir", "input_images", "--rank", str(rank),
+        "--output_dir", out, "--mixed_precision", "bf16", "--instance_prompt", f"a photo of {ctx.value('trigger_word')}",
+        "--resolution", str(resolution), "--train_batch_size", str(batch_size), "--gradient_accumulation_steps", "1",
+        "--optimizer=prodigy", "--learning_rate", str(learning_rate), "--lr_scheduler", "constant",
+        "--lr_warmup_steps", "0", "--max_train_steps", str(steps), "--checkpointing_steps", str(every),
+        "--seed", str(seed), "--logging_dir", "/tmp/logs",
+    ]
+    yield tl.out(f"Extracted {len(images)} files from zip to input_images", f"Using params: {params!r}")
+
+    # 2. the script: accelerate's state (one message over several lines), the models, the optimizer
+    tl.wait(rng.uniform(8.0, 15.0))
+    yield tl.out(*log("__main__", "Distributed environment: DistributedType.NO"), "Num processes: 1",
+                 "Process index: 0", "Local process index: 0", "Device: cuda", "Mixed precision type: bf16")
+    tl.wait(rng.uniform(2.0, 4.0))  # tokenizers, scheduler, CLIP
+    yield from _bar_run(tl, 2, rng.uniform(2.5, 4.0), desc="Loading checkpoint shards", close=True)  # T5
+    tl.wait(rng.uniform(15.0, 25.0))  # the VAE, then the 23 GB transformer; to the GPU; the LoRA adapter
+    if learning_rate <= 0.1:
+        yield tl.out(*log("__main__", "Learning rate is too low. When using prodigy, it's generally better to set "
+                          "learning rate around 1.0", level="WARNING"))
+    tl.wait(rng.uniform(2.0, 5.0))  # the dataset, the prompt's embeddings
+
+    # 3. training: update(1), then set_postfix(loss=…, lr=…); accelerator.save_state every
+    # `checkpointing_steps`, with the LoRA through the save hook
+    per_epoch = math.ceil(len(images) / batch_size)
+    yield tl.out(*log(
+        "__main__", "***** Running training *****", f"  Num examples = {len(images)}",
+        f"  Num batches each epoch = {per_epoch}", f"  Num Epochs = {math.ceil(steps / per_epoch)}",
+        f"  Instantaneous batch size per device = {batch_size}",
+        f"  Total train batch size (w. parallel, distributed & accumulation) = {batch_size}",
+        "  Gradient Accumulation steps = 1", f"  Total optimization steps = {steps}",
+    ))
+    seconds_per_step = rng.uniform(0.85, 1.0) * (resolution / 512) ** 1.5 * (0.5 + 0.5 * batch_size)
+    rate = SmoothedRate()
+    yield tl.out(tl.meter(0, steps, 0.0, None, desc="Steps"))
+    elapsed, since, postfix = 0.0, 0.0, ""
+    for step in range(1, steps + 1):
+        dt = max(0.05, seconds_per_step * rng.gauss(1.0, 0.06))
+        if step == 1:
+            dt += rng.uniform(1.5, 3.0)  # the first step: kernels, allocator
+        elif rng.random() < 0.02:
+            dt += rng.uniform(0.2, 0.8)
+        tl.wait(dt)
+        elapsed, since = elapsed + dt, since + dt
+        yield tl.out(tl.meter(step, steps, elapsed, rate.update(1, since), desc="Steps", postfix=postfix))
+        since = 0.0
+        if step % every == 0:
+            saved = tl.elapsed
+            yield from _dreambooth_checkpoint(tl, f"{out}/checkpoint-{step}", log)
+            elapsed, since = elapsed + tl.elapsed - saved, tl.elapsed - saved
+        loss = _decaying_loss(rng, step, steps, start=0.45, floor=0.32, noise=0.3)
+        postfix = _postfix(loss=float(_float32(loss)), lr=learning_rate)
+        yield tl.out(tl.meter(step, steps, elapsed, rate.peek(), desc="Steps", postfix=postfix))
+
+    # 4. the LoRA, the final pipeline with it loaded (no validation prompt: no inference); when
+    # main() returns the bar is collected and tqdm's close() draws it once more
+    trained = tl.elapsed
+    tl.wait(rng.uniform(1.0, 2.5))
+    yield tl.out(f"Model weights saved in {out}/pytorch_lora_weights.safetensors")
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield from _pipeline_load(tl)
+    tl.wait(rng.uniform(1.0, 2.5))
+    yield tl.out("Loading transformer.")
+    tl.wait(rng.uniform(1.0, 3.0))
+    closed = elapsed + tl.elapsed - trained
+    yield tl.out(tl.meter(steps, steps, closed, steps / closed, desc="Steps", postfix=postfix))
+
+    # 5. the wrapper renames the LoRA and tars the output (GNU tar -v lists what it adds)
+    tl.wait(rng.uniform(1.0, 3.0))
+    listing = ["./", "./output/", "./output/flux_train_replicate/"]
+    for step in range(every, steps + 1, every):
+        folder = f"./output/flux_train_replicate/checkpoint-{step}/"
+        listing += [folder, *(folder + name for name in DREAMBOOTH_CHECKPOINT_FILES)]
+    yield tl.out(*listing, "./output/flux_train_replicate/lora.safetensors")
+    yield tl.uploaded(rng.uniform(5.0, 12.0))
+
+
+def _dreambooth_checkpoint(tl: _Timeline, path: str, log: Callable[..., tuple[str, ...]]) -> Iterator[Emit]:
+    """accelerate 1.0.0 Accelerator.save_state: the LoRA through the script's save hook (diffusers'
+    logger: the bare message), then checkpointing.py's states, then the script's own line."""
+    rng = tl.ctx.rng
+    yield tl.out(*log("accelerate.accelerator", f"Saving current state to {path}"))
+    tl.wait(rng.uniform(0.3, 1.0))
+    yield tl.out(f"Model weights saved in {path}/pytorch_lora_weights.safetensors")
+    tl.wait(rng.uniform(0.8, 2.0))  # Prodigy's state: several float32 copies of the LoRA
+    yield tl.out(*log("accelerate.checkpointing", f"Optimizer state saved in {path}/optimizer.bin"))
+    tl.wait(rng.uniform(0.01, 0.05))
+    yield tl.out(*log(
+        "accelerate.checkpointing", f"Scheduler state saved in {path}/scheduler.bin",
+        f"Sampler state for dataloader 0 saved in {path}/sampler.bin", f"Random states saved in {path}/random_states_0.pkl",
+    ), *log("__main__", f"Saved state to {path}"))
+
+
+def _pipeline_load(tl: _Timeline) -> Iterator[Emit]:
+    """diffusers DiffusionPipeline.from_pretrained: `Loading pipeline components...` over the
+    components (a refresh once ≥ 0.1 s passed), a `Loaded …` line for each (info level), T5's
+    shards in a bar nested under it; then the bar closes."""
+    rng = tl.ctx.rng
+    desc, total = "Loading pipeline components...", len(FLUX_PIPELINE)
+    seconds = {"text_encoder": (0.4, 0.8), "tokenizer_2": (0.1, 0.3), "transformer": (6.0, 12.0), "vae": (0.2, 0.5)}
+    yield tl.out(tl.meter(0, total, 0.0, None, desc=desc))
+    start, printed, rate = tl.elapsed, (0, 0.0), SmoothedRate()
+    for n, (name, kind) in enumerate(FLUX_PIPELINE, 1):
+        if name == "text_encoder_2":
+            yield from _bar_run(tl, 2, rng.uniform(1.5, 3.0), desc="Loading checkpoint shards", close=True, nested=True)
+        tl.wait(rng.uniform(*seconds.get(name, (0.01, 0.05))))
+        yield tl.out(f"Loaded {name} as {kind} from `{name}` subfolder of FLUX.1-dev.")
+        spent = tl.elapsed - start
+        if spent - printed[1] >= 0.1:
+            current = rate.update(n - printed[0], spent - printed[1])
+            printed = (n, spent)
+            yield tl.out(tl.meter(n, total, spent, current, desc=desc))
+    spent = tl.elapsed - start
+    yield tl.out(tl.meter(total, total, spent, total / spent, desc=desc))
+
+
+def _postfix(**values: float) -> str:
+    """tqdm's set_postfix(**values): keys in order, numbers by tqdm's format_num (`.3g` if shorter)."""
+    return ", ".join(f"{key}={tqdm.format_num(values[key])}" for key in sorted(values))
+
+
 # ---- stability-ai/sdxl (cog-sdxl) -----------------------------------------------------------------
 
 SDXL_URL = "https://weights.replicate.delivery/default/sdxl/sdxl-vae-upcast-fix.tar"
@@ -1058,6 +1221,8 @@ SCRIPTS: dict[str, Script] = {
                "CUDA out of memory a third of the way through training"),
         Script("flux-fail-load", "ostris/flux-dev-lora-trainer", lambda c: flux(c, "load"), "failed",
                "missing config.json while loading the transformer"),
+        Script("diffusers", "ostris/flux-dev-lora-trainer", diffusers, "succeeded",
+               "a DreamBooth LoRA run on diffusers (train_dreambooth_lora_flux.py) for the flux trainer's inputs"),
         Script("qwen", "replicate/qwen-image-lora-trainer", qwen, "succeeded",
                "Qwen-Image LoRA run on ai-toolkit, on the newest Cog runtime (raw \\r refreshes, colour)"),
         Script("qwen-fail", "replicate/qwen-image-lora-trainer", lambda c: qwen(c, "oom"), "failed",

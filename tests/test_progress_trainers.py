@@ -292,6 +292,10 @@ SIMULATED = {
     "qwen on the newest runtime (raw \\r, colour, empty sampling)": (
         "replicate/qwen-image-lora-trainer", "qwen", {"dataset": DATA + "a.zip", "steps": 100},
         Family("qwen", 100, not_training=("Generating Images", "Loading checkpoint shards"))),
+    "diffusers DreamBooth (mid-run checkpoints, final pipeline)": (
+        "ostris/flux-dev-lora-trainer", "diffusers", {"input_images": DATA + "a.zip", "steps": 30, "checkpointing_steps": 10},
+        Family("diffusers", 30, mid_run_saves=("checkpoint-",),
+               not_training=("Loading checkpoint shards", "Loading pipeline components"))),
 }
 
 
@@ -314,6 +318,8 @@ def test_simulated_logs_meet_the_same_expectations(case: str) -> None:
         assert "\x1b[34m" in log and "tensor(" in log and state.losses
     if script == "qwen":  # raw refreshes, the config's indentation, blue cells, the wrapper's lines
         assert "\r" in log and '        "steps": 100,' in log and "|\x1b[34m" in log and "INFO:__main__:Training completed" in log
+    if script == "diffusers":
+        assert "Steps: 100%|" in log and ", loss=" in log and state.lr == pytest.approx(4e-4)
     for seed in range(2):
         rng = random.Random(seed)
         tracker, seen, now = ProgressTracker(configured_steps=steps_from_input(given)), [], T0

@@ -414,6 +414,35 @@ async def test_qwen_prints_the_wrapper_and_ai_toolkit_raw(simulator: Simulator) 
     assert done["status"] == "succeeded"
 
 
+async def test_diffusers_dreambooth_prints_accelerate_lines_and_a_steps_bar(simulator: Simulator) -> None:
+    done = finished(simulator, FLUX, {"input_images": IMAGES, "steps": 12, "checkpointing_steps": 5}, "diffusers")
+    logs = done["logs"]
+    stamp = r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d"
+    # huggingface/diffusers@5700e52 train_dreambooth_lora_flux.py as lucataco/cog-diffusers-dreambooth-lora runs it
+    in_order(logs, [
+        "Using seed: ", "Extracted ", "Using params: ['accelerate', 'launch', ", "'--max_train_steps', '12'",
+        " - INFO - __main__ - Distributed environment: ", "Mixed precision type: bf16", "Loading checkpoint shards: 100%",
+        " - WARNING - __main__ - Learning rate is too low.", " - INFO - __main__ - ***** Running training *****",
+        " - INFO - __main__ -   Total optimization steps = 12", "Steps:   0%|          | 0/12 [00:00<?, ?it/s]",
+        "Steps:   8%|▊         | 1/12 [", "Steps:   8%|▊         | 1/12 [",
+        " - INFO - accelerate.accelerator - Saving current state to /tmp/train/output/flux_train_replicate/checkpoint-5\n",
+        "\nModel weights saved in /tmp/train/output/flux_train_replicate/checkpoint-5/pytorch_lora_weights.safetensors\n",
+        " - INFO - accelerate.checkpointing - Optimizer state saved in ", " - INFO - __main__ - Saved state to ",
+        "checkpoint-10", "Steps: 100%|██████████| 12/12 [",
+        "\nModel weights saved in /tmp/train/output/flux_train_replicate/pytorch_lora_weights.safetensors\n",
+        "Loading pipeline components...:   0%|", "Loaded transformer as FluxTransformer2DModel", "| 7/7 [",
+        "Loading transformer.", "Steps: 100%|██████████| 12/12 [", "./output/flux_train_replicate/lora.safetensors",
+    ])
+    assert re.search(rf"^{stamp} - INFO - __main__ - \*\*\*\*\* Running training \*\*\*\*\*$", logs, re.M)
+    steps = [(int(n), post) for n, post in re.findall(r"^Steps: +\d+%\|[^|]*\| (\d+)/12 \[[^\],]*,[^\],]*(.*)\]$", logs, re.M)]
+    # update(1) keeps the last postfix, then set_postfix(loss=…, lr=…) redraws the same step
+    assert [n for n, _ in steps] == [0, *(n for step in range(1, 13) for n in (step, step)), 12]
+    assert steps[0][1] == steps[1][1] == ""
+    assert all(re.fullmatch(r", loss=[\d.e-]+, lr=0\.0004", post) for _, post in steps[2:])
+    assert "checkpoint-15" not in logs and logs.count("Saving current state to ") == 2
+    assert done["status"] == "succeeded"
+
+
 @pytest.mark.parametrize("script", sorted(name for name, s in SCRIPTS.items() if s.outcome == "failed"))
 async def test_failing_scripts_end_with_a_flush_left_traceback_and_an_error(simulator: Simulator, script: str) -> None:
     trainer = SCRIPTS[script].trainer
