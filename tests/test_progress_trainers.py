@@ -22,7 +22,7 @@ FINISHING = (Stage.SAVING, Stage.UPLOADING)
 
 def fixture(name: str) -> str:
     """A fixture without its `# source:` line (kept byte for byte: raw `\\r` included)."""
-    text = (FIXTURES / name).read_text(encoding="utf-8")
+    text = (FIXTURES / name).read_bytes().decode("utf-8")  # read_text would turn every `\r` into `\n`
     assert text.startswith("# source: "), f"{name} must say where its format comes from"
     return text.split("\n", 1)[1]
 
