@@ -1,4 +1,4 @@
-"""The three known trainers: their versions, Cog OpenAPI schemas (TrainingInput) and input checks."""
+"""The known trainers: their versions, Cog OpenAPI schemas (TrainingInput) and input checks."""
 
 from __future__ import annotations
 
@@ -202,6 +202,40 @@ LLAMA_TRAINING_INPUT: dict[str, Any] = {
     },
 }
 
+# replicate/qwen-image-lora-trainer@09386ee train.py: train()'s inputs, as Cog publishes them.
+QWEN_TRAINING_INPUT: dict[str, Any] = {
+    "type": "object",
+    "title": "TrainingInput",
+    "required": ["dataset"],
+    "properties": {
+        "dataset": _prop(
+            "string", 0, "ZIP file with training images and optional .txt captions", format="uri", title="Dataset",
+        ),
+        "steps": _prop("integer", 1, "Training steps", default=1000, minimum=100, maximum=6000, title="Steps"),
+        "learning_rate": _prop(
+            "number", 2, "Learning rate", default=0.0002, minimum=1e-05, maximum=0.001, title="Learning Rate",
+        ),
+        "lora_rank": _prop("integer", 3, "LoRA rank", default=64, minimum=8, maximum=128, title="Lora Rank"),
+        "default_caption": _prop(
+            "string", 4,
+            "Caption for images without matching .txt files. CRITICAL: Qwen is extremely sensitive to prompting "
+            "and differs from other image models. Do NOT use abstract tokens like 'TOK', 'sks', or meaningless "
+            "identifiers. Instead, use descriptive, familiar words that closely match your actual images (e.g., "
+            "'person', 'man', 'woman', 'dog', 'cat', 'building', 'car'). Every token carries meaning - the model "
+            "learns by overriding specific descriptive concepts rather than learning new tokens. Be precise and "
+            "descriptive about what's actually in your images. The model excels at composition and will follow "
+            "detailed instructions exactly.",
+            default="A photo of a person named <>", title="Default Caption",
+        ),
+        "batch_size": _prop("integer", 5, "Batch size", default=1, enum=[1, 2, 4], title="Batch Size"),
+        "optimizer": _prop(
+            "string", 6, "Optimizer", default="adamw", enum=["adamw8bit", "adamw", "adam8bit", "prodigy"],
+            title="Optimizer",
+        ),
+        "seed": _prop("integer", 7, "Random seed for reproducible results (leave blank for random)", title="Seed"),
+    },
+}
+
 TRAINING_OUTPUT: dict[str, Any] = {
     "type": "object",
     "title": "TrainingOutput",
@@ -256,42 +290,28 @@ class Trainer:
         return cog_openapi_schema(self.predict_input, self.training_input)
 
 
+def _official(
+    name: str, created: str, cog: str, description: str, training_input: dict[str, Any],
+    predict_input: dict[str, Any], script: str, run_count: int,
+) -> Trainer:
+    return Trainer(name, _fixed_version(name), created, cog, description, training_input, predict_input, script, run_count)
+
+
 TRAINERS: dict[str, Trainer] = {
     trainer.name: trainer
     for trainer in (
-        Trainer(
-            name="ostris/flux-dev-lora-trainer",
-            version=_fixed_version("ostris/flux-dev-lora-trainer"),
-            version_created_at="2024-09-16T18:27:21.538743Z",
-            cog_version="0.9.23",
-            description="Fine-tune FLUX.1-dev using ai-toolkit",
-            training_input=FLUX_TRAINING_INPUT,
-            predict_input=IMAGE_PREDICT_INPUT,
-            script="flux",
-            run_count=1_412_733,
-        ),
-        Trainer(
-            name="stability-ai/sdxl",
-            version=_fixed_version("stability-ai/sdxl"),
-            version_created_at="2023-09-21T16:02:43.129786553Z",
-            cog_version="0.8.6",
-            description="A text-to-image generative AI model that creates beautiful images",
-            training_input=SDXL_TRAINING_INPUT,
-            predict_input=IMAGE_PREDICT_INPUT,
-            script="sdxl",
-            run_count=80_114_519,
-        ),
-        Trainer(
-            name="meta/llama-2-7b",
-            version=_fixed_version("meta/llama-2-7b"),
-            version_created_at="2023-09-19T22:46:09.372938Z",
-            cog_version="0.8.1",
-            description="Base version of Llama 2 7B, a 7 billion parameter language model",
-            training_input=LLAMA_TRAINING_INPUT,
-            predict_input=TEXT_PREDICT_INPUT,
-            script="llama",
-            run_count=1_337_862,
-        ),
+        _official("ostris/flux-dev-lora-trainer", "2024-09-16T18:27:21.538743Z", "0.9.23",
+                  "Fine-tune FLUX.1-dev using ai-toolkit", FLUX_TRAINING_INPUT, IMAGE_PREDICT_INPUT, "flux", 1_412_733),
+        _official("stability-ai/sdxl", "2023-09-21T16:02:43.129786553Z", "0.8.6",
+                  "A text-to-image generative AI model that creates beautiful images", SDXL_TRAINING_INPUT,
+                  IMAGE_PREDICT_INPUT, "sdxl", 80_114_519),
+        _official("meta/llama-2-7b", "2023-09-19T22:46:09.372938Z", "0.8.1",
+                  "Base version of Llama 2 7B, a 7 billion parameter language model", LLAMA_TRAINING_INPUT,
+                  TEXT_PREDICT_INPUT, "llama", 1_337_862),
+        # replicate/qwen-image-lora-trainer@09386ee (2025-08-20), on the Cog of that day (raw output)
+        _official("replicate/qwen-image-lora-trainer", "2025-08-20T15:02:47.318422Z", "0.16.4",
+                  "Fine-tune Qwen-Image with LoRA using ai-toolkit", QWEN_TRAINING_INPUT, IMAGE_PREDICT_INPUT,
+                  "qwen", 48_306),
     )
 }
 

@@ -23,7 +23,10 @@ import random
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+
+from tqdm import tqdm
 
 from .formats import pget_time
 from .progress_bars import SmoothedRate, meter
@@ -109,6 +112,17 @@ class _Timeline:
         return meter(n, total, elapsed * scale, rate / scale if rate else rate, **options)  # type: ignore[arg-type]
 
 
+def _refresh(text: str, raw: bool) -> str:
+    """One tqdm refresh: a line of its own as the older Cog runtimes log it, or `\\r` and the line
+    as the newest passes it through (tqdm writes no newline until the bar closes)."""
+    return RawText("\r" + text) if raw else text
+
+
+def _say(tl: _Timeline, raw: bool, *lines: str) -> Emit:
+    """`print` of each line; on the newest runtime as written (indentation and empty lines kept)."""
+    return tl.out(RawText("".join(f"{line}\n" for line in lines))) if raw else tl.out(*lines)
+
+
 def _bar_run(
     tl: _Timeline,
     total: int,
@@ -117,11 +131,17 @@ def _bar_run(
     desc: str = "",
     refresh: float = 0.1,
     jitter: float = 0.15,
+    raw: bool = False,
+    close: bool = False,
+    nested: bool = False,
 ) -> Iterator[Emit]:
-    """A short tqdm bar (preprocessing, shard loading): first line, refreshes ≥ `refresh` s apart, last."""
+    """A short tqdm bar (preprocessing, shard loading): first line, refreshes ≥ `refresh` s apart, last.
+    `close`: then tqdm's `close()`, which draws the bar once more with the overall rate (raw: and
+    ends its line). `nested`: opened while another bar is, so each refresh ends in a cursor-up."""
     rng = tl.ctx.rng
     rate = SmoothedRate()
-    yield tl.out(tl.meter(0, total, 0.0, None, desc=desc))
+    up = "\x1b[A" if nested else ""
+    yield tl.out(_refresh(tl.meter(0, total, 0.0, None, desc=desc) + up, raw))
     started, last_print, current = 0.0, 0.0, None
     for n in range(1, total + 1):
         dt = max(1e-4, seconds_per_item * rng.uniform(1 - jitter, 1 + jitter))
@@ -130,7 +150,10 @@ def _bar_run(
         current = rate.update(1, dt)
         if n == total or started - last_print >= refresh:
             last_print = started
-            yield tl.out(tl.meter(n, total, started, current, desc=desc))
+            yield tl.out(_refresh(tl.meter(n, total, started, current, desc=desc) + up, raw))
+    if close or raw:
+        closing = _refresh(tl.meter(total, total, started, total / started, desc=desc), raw)
+        yield tl.out(RawText(closing + "\n") if raw else closing)
 
 
 def _float32(value: float) -> str:
@@ -145,6 +168,13 @@ def _decaying_loss(rng: random.Random, step: int, total: int, start: float, floo
 
 def _flush_left_json(data: Any) -> list[str]:
     return json.dumps(data, indent=2).splitlines()
+
+
+def _lora_inputs(ctx: ScriptContext) -> tuple[int, int, float, int, list[str]]:
+    """An image LoRA trainer's steps, lora_rank, learning_rate, batch_size, and the zip's images."""
+    images = ctx.images if ctx.images else _default_images(ctx.rng)
+    return (int(ctx.value("steps")), int(ctx.value("lora_rank")), float(ctx.value("learning_rate")),
+            int(ctx.value("batch_size")), images)
 
 
 def _default_images(rng: random.Random) -> list[str]:
@@ -183,13 +213,9 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     (jobs/process/BaseSDTrainProcess.py). `raw`: on the newest Cog runtime, which passes tqdm's `\\r`
     refreshes and the config's indentation through."""
     rng, tl = ctx.rng, _Timeline(ctx)
-    steps = int(ctx.value("steps"))
-    rank = int(ctx.value("lora_rank"))
-    learning_rate = float(ctx.value("learning_rate"))
-    batch_size = int(ctx.value("batch_size"))
     trigger = str(ctx.value("trigger_word"))
     resolutions = _resolutions(str(ctx.value("resolution")))
-    images = ctx.images if ctx.images else _default_images(rng)
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
     wandb = bool(ctx.value("wandb_api_key"))
     prompts = [p.strip() for p in str(ctx.value("wandb_sample_prompts") or "").split("\n") if p.strip()]
     if wandb and not prompts:
@@ -198,9 +224,6 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     sampling = wandb and bool(prompts)
     sample_every = int(ctx.value("wandb_sample_interval")) if sampling else steps + 1
     save_every = int(ctx.value("wandb_save_interval")) if wandb else steps + 1
-
-    def bar_line(text: str) -> str:
-        return RawText("\r" + text) if raw else text
 
     # 1. base weights with pget
     tl.wait(rng.uniform(0.2, 0.8))
@@ -241,8 +264,7 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     else:
         yield tl.out("Starting train job", *_flush_left_json(config), "Using EMA")
     tl.wait(rng.uniform(0.1, 0.4))
-    banner = "#" * 45
-    yield tl.out(banner, f"# Running job: {FLUX_JOB}", banner, "", "", "Running  1 process")
+    yield tl.out(*_job_banner(FLUX_JOB))
 
     # 5. model load
     tl.wait(rng.uniform(0.5, 1.5))
@@ -271,27 +293,12 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
 
     # 6. LoRA
     tl.wait(rng.uniform(1.0, 3.0))
-    yield tl.out(
-        f"create LoRA network. base dim (rank): {rank}, alpha: {rank}",
-        "neuron dropout: p=None, rank dropout: p=None, module dropout: p=None",
-        "create LoRA for Text Encoder: 0 modules.",
-        "create LoRA for U-Net: 494 modules.",
-        "enable LoRA for U-Net",
-    )
+    yield tl.out(*_lora_network(rank, 494))
 
     # 7. datasets, once per resolution
     for size in resolutions:
-        tl.wait(rng.uniform(0.2, 0.6))
-        yield tl.out("Dataset: input_images", "  -  Preprocessing image dimensions")
-        yield from _bar_run(tl, len(images), rng.uniform(0.0006, 0.0012))
-        yield tl.out(
-            f"  -  Found {len(images)} images",
-            "Bucket sizes for input_images:",
-            f"{size}x{size}: {len(images)} files",
-            "1 buckets made",
-            "Caching latents for input_images",
-            " - Keeping latents in memory",
-        )
+        caching = ("Caching latents for input_images", " - Keeping latents in memory")
+        yield from _dataset(tl, "input_images", len(images), size, then=caching)
         yield from _bar_run(tl, len(images), rng.uniform(0.25, 0.4) * (size / 1024) ** 2 + 0.05, desc="Caching latents")
 
     def sample(nested: bool) -> Iterator[Emit]:
@@ -316,19 +323,11 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
     seconds_per_step = rng.uniform(0.92, 1.08) * (0.75 + 0.25 * batch_size)
     fail_at = max(1, int(steps * rng.uniform(0.25, 0.45))) if failure == "oom" else None
     rate = SmoothedRate()
-    yield tl.out(bar_line(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB)))
+    yield tl.out(_refresh(tl.meter(0, steps, 0.0, None, desc=FLUX_JOB), raw))
     bar_elapsed = 0.0  # the bar's clock: ToolkitProgressBar leaves its pauses out
     postfix = ""
     for step in range(steps):
-        # each step draws one bucket: smaller images train faster
-        size = rng.choice(resolutions)
-        dt = seconds_per_step * (size / 1024) ** 1.5 / (sum((r / 1024) ** 1.5 for r in resolutions) / len(resolutions))
-        dt *= rng.gauss(1.0, 0.05)
-        if step == 0:
-            dt += rng.uniform(2.0, 4.0)  # first step: compile and warm-up
-        elif rng.random() < 0.02:
-            dt += rng.uniform(0.3, 1.2)  # the odd slow step
-        dt = max(0.05, dt)
+        dt = _step_seconds(rng, step, seconds_per_step, resolutions)
         tl.wait(dt)
         bar_elapsed += dt
         loss = _decaying_loss(rng, step, steps, start=0.62, floor=0.3, noise=0.2)
@@ -342,7 +341,7 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
             if step % sample_every == 0:
                 yield from sample(nested=True)
             if step % save_every == 0:
-                shown = bar_line(tl.meter(step - 1, steps, bar_elapsed - dt, rate.peek(), desc=FLUX_JOB, postfix=postfix))
+                shown = _refresh(tl.meter(step - 1, steps, bar_elapsed - dt, rate.peek(), desc=FLUX_JOB, postfix=postfix), raw)
                 tl.wait(0.05)
                 yield tl.out(f"Saving at step {step}", shown)  # tqdm.write: the message, the bar again
                 tl.wait(rng.uniform(3.0, 6.0))
@@ -350,10 +349,10 @@ def flux(ctx: ScriptContext, failure: str | None = None, raw: bool = False) -> I
                 if wandb:
                     yield tl.out(f"Saving weights to W&B: {FLUX_JOB}_{step:09d}.safetensors")
                     tl.wait(rng.uniform(2.0, 5.0))
-        yield tl.out(bar_line(tl.meter(step, steps, bar_elapsed, rate.update(1, dt), desc=FLUX_JOB, postfix=postfix)))
+        yield tl.out(_refresh(tl.meter(step, steps, bar_elapsed, rate.update(1, dt), desc=FLUX_JOB, postfix=postfix), raw))
 
     # 10. the end: the bar stays at steps−1, a last sample, the final save, the tarball, uploads
-    yield tl.out(bar_line(tl.meter(steps - 1, steps, bar_elapsed, rate.peek(), desc=FLUX_JOB, postfix=postfix)))
+    yield tl.out(_refresh(tl.meter(steps - 1, steps, bar_elapsed, rate.peek(), desc=FLUX_JOB, postfix=postfix), raw))
     if sampling:
         yield from sample(nested=False)
     tl.wait(rng.uniform(3.0, 6.0))
@@ -383,6 +382,50 @@ def _resolutions(text: str) -> list[int]:
         if part.isdigit() and 64 <= int(part) <= 4096:
             sizes.append(int(part))
     return sizes or [512, 768, 1024]
+
+
+def _job_banner(job: str) -> tuple[str, ...]:
+    """jobs/BaseJob.py's banner, then ExtensionJob's process count (ai-toolkit)."""
+    banner = "#" * 45
+    return banner, f"# Running job: {job}", banner, "", "", "Running  1 process"
+
+
+def _lora_network(rank: int, modules: int) -> tuple[str, ...]:
+    """toolkit/lora_special.py creating the LoRA: only the transformer's blocks, no text encoder."""
+    return (
+        f"create LoRA network. base dim (rank): {rank}, alpha: {rank}",
+        "neuron dropout: p=None, rank dropout: p=None, module dropout: p=None",
+        "create LoRA for Text Encoder: 0 modules.",
+        f"create LoRA for U-Net: {modules} modules.",
+        "enable LoRA for U-Net",
+    )
+
+
+def _dataset(
+    tl: _Timeline, folder: str, count: int, size: int, *, raw: bool = False, then: tuple[str, ...] = ()
+) -> Iterator[Emit]:
+    """ai-toolkit's dataset at one resolution (toolkit/data_loader.py, dataloader_mixins.py): image
+    sizes read in a bar, then the buckets (one, square); `then`: what it prints next."""
+    rng = tl.ctx.rng
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield _say(tl, raw, f"Dataset: {folder}", "  -  Preprocessing image dimensions")
+    yield from _bar_run(tl, count, rng.uniform(0.0006, 0.0012), raw=raw)
+    yield _say(
+        tl, raw, f"  -  Found {count} images", f"Bucket sizes for {folder}:", f"{size}x{size}: {count} files",
+        "1 buckets made", *then,
+    )
+
+
+def _step_seconds(rng: random.Random, step: int, seconds_per_step: float, resolutions: list[int]) -> float:
+    """One ai-toolkit step: each draws one bucket, and smaller images train faster."""
+    size = rng.choice(resolutions)
+    dt = seconds_per_step * (size / 1024) ** 1.5 / (sum((r / 1024) ** 1.5 for r in resolutions) / len(resolutions))
+    dt *= rng.gauss(1.0, 0.05)
+    if step == 0:
+        dt += rng.uniform(2.0, 4.0)  # first step: compile and warm-up
+    elif rng.random() < 0.02:
+        dt += rng.uniform(0.3, 1.2)  # the odd slow step
+    return max(0.05, dt)
 
 
 def _flux_config(
@@ -496,6 +539,366 @@ def _oom_traceback(error: str) -> list[str]:
         "    torch.autograd.backward(",
         f"torch.OutOfMemoryError: {error}",
     ]
+
+
+# ---- replicate/qwen-image-lora-trainer (ai-toolkit on the newest Cog runtime) ----------------------
+
+QWEN_PYTHON = "/root/.pyenv/versions/3.10.18"  # cog.yaml: python_version "3.10"
+QWEN_LIB = f"{QWEN_PYTHON}/lib/python3.10"
+QWEN_LORA_MODULES = 840  # lora_special over QwenImageTransformer2DModel: 60 blocks × 14 linear layers
+QWEN_MB_PER_RANK = 18.43  # the LoRA in float16: 9.83M parameters a block per unit of rank, 60 blocks
+
+
+def qwen(ctx: ScriptContext, failure: str | None = None) -> Iterator[ScriptEvent]:
+    """replicate/qwen-image-lora-trainer@09386ee (train.py: `logging.basicConfig(level=INFO)`, run.py
+    in a subprocess that inherits the output) on ostris/ai-toolkit@1755e58 (run.py, jobs/BaseJob.py,
+    jobs/process/BaseProcess.py, BaseSDTrainProcess.py, extensions_built_in/diffusion_models/
+    qwen_image/qwen_image.py, toolkit/data_loader.py) with diffusers@7ea065c and transformers 4.52.4
+    loading the shards. All of it as the newest Cog runtime passes it: tqdm's `\\r` refreshes, the
+    config's indentation and empty lines kept; blue cells in the job's bar, as the reference notes
+    (flux item 13) describe for this runtime (ToolkitProgressBar sets no colour itself)."""
+    rng, tl = ctx.rng, _Timeline(ctx)
+    optimizer = str(ctx.value("optimizer"))
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
+    resolutions = [512, 768, 1024]  # the wrapper's fixed dataset resolutions
+    job = f"qwen_lora_{int(tl.now())}"
+    job_dir = f"/src/output/{job}"
+
+    def say(*lines: str) -> Emit:
+        return _say(tl, True, *lines)
+
+    def bar(n: int, elapsed: float, rate: float | None, postfix: str = "") -> str:
+        return tl.meter(n, steps, elapsed, rate, desc=job, postfix=postfix, colour="blue")
+
+    def no_samples() -> Emit:
+        """BaseSDTrainProcess.sample with no prompts (sample_every 0): `Generating Images` over
+        nothing, leave=False, so its line is wiped."""
+        line = tl.meter(0, 0, 0.0, None, desc="Generating Images")
+        return tl.out(RawText(f"\r{line}\r{' ' * len(line)}\r"))
+
+    # 1. the wrapper: the zip, the settings, then run.py with the config it wrote
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield say(f"INFO:__main__:Starting training: {job}")
+    tl.wait(rng.uniform(0.5, 2.5))
+    captioned = len(images) if rng.random() < 0.3 else 0
+    yield say(
+        f"INFO:__main__:Extracted {len(images)} images, {captioned} existing captions, {len(images) - captioned} created",
+        f"INFO:__main__:Training: {steps} steps, rank {rank}, {optimizer}, batch {batch_size}",
+        f"INFO:__main__:Starting training: {job}",
+    )
+    tl.wait(rng.uniform(8.0, 15.0))  # run.py imports torch, diffusers and the toolkit
+    yield say("Running 1 job")
+    config = _qwen_process_config(ctx, steps, rank, learning_rate, batch_size, optimizer)
+    yield say(json.dumps(config, indent=4, sort_keys=True))  # the wrapper's yaml.dump sorted the keys
+    tl.wait(rng.uniform(0.1, 0.4))
+    yield say("", *_job_banner(job))
+
+    # 2. the model: nothing quantized, everything to the GPU
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield say("Loading Qwen Image model")
+    tl.wait(rng.uniform(0.2, 0.5))
+    yield say("Loading transformer")
+    yield from _bar_run(tl, 9, rng.uniform(1.2, 2.2), desc="Loading checkpoint shards", raw=True)
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say("Text Encoder")
+    yield from _bar_run(tl, 4, rng.uniform(0.8, 1.6), desc="Loading checkpoint shards", raw=True)
+    tl.wait(rng.uniform(3.0, 6.0))
+    yield say("Loading VAE")
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield say("Making pipe")
+    tl.wait(rng.uniform(0.2, 0.5))
+    yield say("Preparing Model")
+    tl.wait(rng.uniform(8.0, 16.0))  # 41 GB of transformer onto the GPU
+    yield say("Model Loaded")
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say(*_lora_network(rank, QWEN_LORA_MODULES))
+
+    # 3. one dataset per resolution, no latent caching; a baseline "sample" of no prompts
+    for size in resolutions:
+        yield from _dataset(tl, "/src/input_images", len(images), size, raw=True)
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield say("Generating baseline samples before training")
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield no_samples()
+
+    # 4. the loop: set_postfix_str redraws the bar at its current n (step − 1), then
+    # update(step − n) draws `step`; no mid-run save (save_every = steps) and no sampling
+    tl.wait(rng.uniform(1.0, 3.0))
+    seconds_per_step = rng.uniform(2.2, 2.6) * (0.75 + 0.25 * batch_size)
+    fail_at = max(1, int(steps * rng.uniform(0.2, 0.4))) if failure == "oom" else None
+    rate = SmoothedRate()
+    yield tl.out(RawText("\r" + bar(0, 0.0, None)))
+    elapsed, postfix = 0.0, ""
+    for step in range(steps):
+        dt = _step_seconds(rng, step, seconds_per_step, resolutions)
+        tl.wait(dt)
+        if step == fail_at:
+            yield from _qwen_oom(tl, job, images[:batch_size])
+            return
+        elapsed += dt
+        loss = _decaying_loss(rng, step, steps, start=0.5, floor=0.28, noise=0.25)
+        postfix = f"lr: {learning_rate:.1e} loss: {loss:.3e}"
+        shown = bar(max(0, step - 1), elapsed, rate.peek(), postfix)
+        current = rate.update(1, dt) if step else None
+        yield tl.out(RawText(f"\r{shown}\r{bar(step, elapsed, current, postfix)}"))
+
+    # 5. close() draws the bar once more (overall rate) and ends its line; a last sample of no
+    # prompts, the final save, then the wrapper zips the LoRA and the platform uploads it
+    yield tl.out(RawText("\r" + bar(steps - 1, elapsed, (steps - 1) / elapsed, postfix) + "\n"))
+    tl.wait(rng.uniform(1.0, 3.0))
+    yield no_samples()
+    yield say("")
+    size_mb = rank * QWEN_MB_PER_RANK
+    tl.wait(rng.uniform(1.0, 2.0) + size_mb / rng.uniform(600.0, 900.0))
+    yield say(f"Saved checkpoint to {job_dir}/{job}.safetensors")
+    tl.wait(rng.uniform(1.0, 2.0) + size_mb * 6 / rng.uniform(900.0, 1400.0))  # AdamW: two float32 moments
+    yield say(f"Saved optimizer to {job_dir}/optimizer.pt")
+    tl.wait(rng.uniform(2.0, 5.0))
+    yield say("INFO:__main__:Training completed")
+    zipped = size_mb * rng.uniform(0.92, 0.95)
+    tl.wait(size_mb / rng.uniform(40.0, 70.0))  # ZIP_DEFLATED, one core
+    yield say(f"INFO:__main__:Created /tmp/{job}_trained.zip ({zipped:.1f}MB)")
+    yield tl.uploaded(rng.uniform(3.0, 6.0) + zipped / rng.uniform(80.0, 150.0))
+
+
+def _qwen_process_config(
+    ctx: ScriptContext, steps: int, rank: int, learning_rate: float, batch_size: int, optimizer: str
+) -> dict[str, Any]:
+    """train.py's create_training_config: the process, which BaseProcess prints."""
+    seed = ctx.value("seed")
+    return {
+        "type": "sd_trainer",
+        "training_folder": "/src/output",
+        "device": "cuda:0",
+        "network": {"type": "lora", "linear": rank, "linear_alpha": rank},
+        "save": {"dtype": "float16", "save_every": steps, "max_step_saves_to_keep": 1, "push_to_hub": False},
+        "datasets": [{
+            "folder_path": "/src/input_images", "default_caption": str(ctx.value("default_caption")),
+            "caption_ext": "txt", "caption_dropout_rate": 0.0, "shuffle_tokens": False,
+            "cache_latents_to_disk": False, "resolution": [512, 768, 1024], "pin_memory": True, "num_workers": 4,
+        }],
+        "train": {
+            "batch_size": batch_size, "steps": steps, "gradient_accumulation_steps": 2, "train_unet": True,
+            "train_text_encoder": False, "gradient_checkpointing": False, "noise_scheduler": "flowmatch",
+            "optimizer": optimizer, "lr": learning_rate, "dtype": "bf16", "max_grad_norm": 1.0,
+            "seed": int(seed) if seed else 42, "ema_config": {"use_ema": False, "ema_decay": 0.99},
+        },
+        "model": {"name_or_path": "Qwen/Qwen-Image", "arch": "qwen_image", "quantize": False, "quantize_te": False,
+                  "low_vram": False},
+        "sample": {"sample_every": 0},
+    }
+
+
+def _qwen_oom(tl: _Timeline, job: str, batch: list[str]) -> Iterator[ScriptEvent]:
+    """Out of memory in a step (nothing quantized, no gradient checkpointing): ai-toolkit prints the
+    traceback onto the bar's line, the batch, its job summary, and re-raises; run.py exits 1 and the
+    wrapper's `subprocess.run(check=True)` fails the training."""
+    rng = tl.ctx.rng
+    error = _oom_error(rng)
+    site = f"{QWEN_LIB}/site-packages"
+    step = [
+        '  File "/src/ai-toolkit/jobs/process/BaseSDTrainProcess.py", line 2078, in run',
+        "    loss_dict = self.hook_train_loop(batch_list)",
+        '  File "/src/ai-toolkit/extensions_built_in/sd_trainer/SDTrainer.py", line 1815, in hook_train_loop',
+        "    loss = self.train_single_accumulation(batch)",
+        '  File "/src/ai-toolkit/extensions_built_in/sd_trainer/SDTrainer.py", line 1802, in train_single_accumulation',
+        "    self.accelerator.backward(loss)",
+        f'  File "{site}/accelerate/accelerator.py", line 2734, in backward',
+        "    loss.backward(**kwargs)",
+        f'  File "{site}/torch/_tensor.py", line 648, in backward',
+        "    torch.autograd.backward(",
+        f'  File "{site}/torch/autograd/__init__.py", line 353, in backward',
+        "    _engine_run_backward(",
+        f'  File "{site}/torch/autograd/graph.py", line 824, in _engine_run_backward',
+        "    return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass",
+        f"torch.OutOfMemoryError: {error}",
+    ]
+    yield _say(tl, True, "Traceback (most recent call last):", *step, "Batch Items:", *(f" - /src/input_images/{name}" for name in batch))
+    yield _say(
+        tl, True, f"Error running job: {error}", "", "=" * 40, "Result:", " - 0 completed jobs", " - 1 failure", "=" * 40,
+        "Traceback (most recent call last):",
+        '  File "/src/ai-toolkit/run.py", line 120, in <module>', "    main()",
+        '  File "/src/ai-toolkit/run.py", line 108, in main', "    raise e",
+        '  File "/src/ai-toolkit/run.py", line 96, in main', "    job.run()",
+        '  File "/src/ai-toolkit/jobs/ExtensionJob.py", line 22, in run', "    process.run()",
+        '  File "/src/ai-toolkit/jobs/process/BaseSDTrainProcess.py", line 2086, in run', "    raise e",
+        *step,
+    )
+    tl.wait(rng.uniform(1.0, 3.0))
+    command = [f"{QWEN_PYTHON}/bin/python", "run.py", f"/src/output/{job}/config.yaml"]
+    failed = f"Command '{command!r}' returned non-zero exit status 1."
+    yield tl.fail([RawText("".join(f"{line}\n" for line in [
+        "Traceback (most recent call last):",
+        f'  File "{site}/cog/server/worker.py", line 646, in _predict',
+        "    result = predict(**payload)",
+        '  File "/src/train.py", line 214, in train',
+        "    run_training(config, job_name)",
+        '  File "/src/train.py", line 134, in run_training',
+        '    subprocess.run([sys.executable, "run.py", str(config_path.absolute())],',
+        f'  File "{QWEN_LIB}/subprocess.py", line 526, in run',
+        "    raise CalledProcessError(retcode, process.args,",
+        f"subprocess.CalledProcessError: {failed}",
+    ]))], failed)
+
+
+# ---- DreamBooth LoRA on diffusers (lucataco/cog-diffusers-dreambooth-lora) -------------------------
+
+DREAMBOOTH_BASE = "/tmp/train"  # the wrapper's output_base: what it tars
+DREAMBOOTH_OUTPUT = f"{DREAMBOOTH_BASE}/output/flux_train_replicate"
+FLUX_PIPELINE = (  # FLUX.1-dev's model_index.json: what FluxPipeline.from_pretrained loads, in order
+    ("scheduler", "FlowMatchEulerDiscreteScheduler"), ("text_encoder", "CLIPTextModel"),
+    ("text_encoder_2", "T5EncoderModel"), ("tokenizer", "CLIPTokenizer"), ("tokenizer_2", "T5TokenizerFast"),
+    ("transformer", "FluxTransformer2DModel"), ("vae", "AutoencoderKL"),
+)
+# what accelerate's save_state writes into a checkpoint (sampler.bin only for a seedable sampler)
+DREAMBOOTH_CHECKPOINT_FILES = ("pytorch_lora_weights.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+
+
+def diffusers(ctx: ScriptContext) -> Iterator[ScriptEvent]:
+    """huggingface/diffusers@5700e52 examples/dreambooth/train_dreambooth_lora_flux.py with
+    accelerate 1.0.0 (Accelerator.save_state, checkpointing.py), run by
+    lucataco/cog-diffusers-dreambooth-lora@a0614e1 (predict.py: `accelerate launch` with
+    `--optimizer=prodigy`, no validation prompt, checkpoints only when asked, then `tar -cvf`), on
+    the older Cog runtime (a line per print). The script logs through accelerate's logger
+    (basicConfig's `%m/%d/%Y %H:%M:%S - LEVEL - name - message`); diffusers' loggers have a handler
+    of their own and print the bare message. The simulator runs it with the flux trainer's inputs
+    (steps, lora_rank, batch_size, learning_rate, the first resolution, trigger_word) and the
+    wrapper's `checkpointing_steps`."""
+    rng, tl = ctx.rng, _Timeline(ctx)
+    steps, rank, learning_rate, batch_size, images = _lora_inputs(ctx)
+    resolution = _resolutions(str(ctx.value("resolution")))[0]
+    every = int(ctx.value("checkpointing_steps") or steps + 1)  # the wrapper's default: none
+    seed = int(ctx.value("seed") or rng.randint(0, 2**32 - 1))
+    out = DREAMBOOTH_OUTPUT
+
+    def log(name: str, *messages: str, level: str = "INFO") -> tuple[str, ...]:
+        stamp = datetime.fromtimestamp(int(tl.now()), timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
+        return tuple(f"{stamp} - {level} - {name} - {message}" for message in messages)
+
+    # 1. the wrapper
+    tl.wait(rng.uniform(0.2, 0.6))
+    yield tl.out(f"Using seed: {seed}")
+    tl.wait(rng.uniform(0.3, 1.5))
+    params = [
+        "accelerate", "launch", "--dynamo_backend", "no", "train_dreambooth_lora_flux.py",
+        "--pretrained_model_name_or_path", "FLUX.1-dev", "--instance_data_dir", "input_images", "--rank", str(rank),
+        "--output_dir", out, "--mixed_precision", "bf16", "--instance_prompt", f"a photo of {ctx.value('trigger_word')}",
+        "--resolution", str(resolution), "--train_batch_size", str(batch_size), "--gradient_accumulation_steps", "1",
+        "--optimizer=prodigy", "--learning_rate", str(learning_rate), "--lr_scheduler", "constant",
+        "--lr_warmup_steps", "0", "--max_train_steps", str(steps), "--checkpointing_steps", str(every),
+        "--seed", str(seed), "--logging_dir", "/tmp/logs",
+    ]
+    yield tl.out(f"Extracted {len(images)} files from zip to input_images", f"Using params: {params!r}")
+
+    # 2. the script: accelerate's state (one message over several lines), the models, the optimizer
+    tl.wait(rng.uniform(8.0, 15.0))
+    yield tl.out(*log("__main__", "Distributed environment: DistributedType.NO"), "Num processes: 1",
+                 "Process index: 0", "Local process index: 0", "Device: cuda", "Mixed precision type: bf16")
+    tl.wait(rng.uniform(2.0, 4.0))  # tokenizers, scheduler, CLIP
+    yield from _bar_run(tl, 2, rng.uniform(2.5, 4.0), desc="Loading checkpoint shards", close=True)  # T5
+    tl.wait(rng.uniform(15.0, 25.0))  # the VAE, then the 23 GB transformer; to the GPU; the LoRA adapter
+    if learning_rate <= 0.1:
+        yield tl.out(*log("__main__", "Learning rate is too low. When using prodigy, it's generally better to set "
+                          "learning rate around 1.0", level="WARNING"))
+    tl.wait(rng.uniform(2.0, 5.0))  # the dataset, the prompt's embeddings
+
+    # 3. training: update(1), then set_postfix(loss=…, lr=…); accelerator.save_state every
+    # `checkpointing_steps`, with the LoRA through the save hook
+    per_epoch = math.ceil(len(images) / batch_size)
+    yield tl.out(*log(
+        "__main__", "***** Running training *****", f"  Num examples = {len(images)}",
+        f"  Num batches each epoch = {per_epoch}", f"  Num Epochs = {math.ceil(steps / per_epoch)}",
+        f"  Instantaneous batch size per device = {batch_size}",
+        f"  Total train batch size (w. parallel, distributed & accumulation) = {batch_size}",
+        "  Gradient Accumulation steps = 1", f"  Total optimization steps = {steps}",
+    ))
+    seconds_per_step = rng.uniform(0.85, 1.0) * (resolution / 512) ** 1.5 * (0.5 + 0.5 * batch_size)
+    rate = SmoothedRate()
+    yield tl.out(tl.meter(0, steps, 0.0, None, desc="Steps"))
+    elapsed, since, postfix = 0.0, 0.0, ""
+    for step in range(1, steps + 1):
+        dt = max(0.05, seconds_per_step * rng.gauss(1.0, 0.06))
+        if step == 1:
+            dt += rng.uniform(1.5, 3.0)  # the first step: kernels, allocator
+        elif rng.random() < 0.02:
+            dt += rng.uniform(0.2, 0.8)
+        tl.wait(dt)
+        elapsed, since = elapsed + dt, since + dt
+        yield tl.out(tl.meter(step, steps, elapsed, rate.update(1, since), desc="Steps", postfix=postfix))
+        since = 0.0
+        if step % every == 0:
+            saved = tl.elapsed
+            yield from _dreambooth_checkpoint(tl, f"{out}/checkpoint-{step}", log)
+            elapsed, since = elapsed + tl.elapsed - saved, tl.elapsed - saved
+        loss = _decaying_loss(rng, step, steps, start=0.45, floor=0.32, noise=0.3)
+        postfix = _postfix(loss=float(_float32(loss)), lr=learning_rate)
+        yield tl.out(tl.meter(step, steps, elapsed, rate.peek(), desc="Steps", postfix=postfix))
+
+    # 4. the LoRA, the final pipeline with it loaded (no validation prompt: no inference); when
+    # main() returns the bar is collected and tqdm's close() draws it once more
+    trained = tl.elapsed
+    tl.wait(rng.uniform(1.0, 2.5))
+    yield tl.out(f"Model weights saved in {out}/pytorch_lora_weights.safetensors")
+    tl.wait(rng.uniform(0.5, 1.5))
+    yield from _pipeline_load(tl)
+    tl.wait(rng.uniform(1.0, 2.5))
+    yield tl.out("Loading transformer.")
+    tl.wait(rng.uniform(1.0, 3.0))
+    closed = elapsed + tl.elapsed - trained
+    yield tl.out(tl.meter(steps, steps, closed, steps / closed, desc="Steps", postfix=postfix))
+
+    # 5. the wrapper renames the LoRA and tars the output (GNU tar -v lists what it adds)
+    tl.wait(rng.uniform(1.0, 3.0))
+    listing = ["./", "./output/", "./output/flux_train_replicate/"]
+    for step in range(every, steps + 1, every):
+        folder = f"./output/flux_train_replicate/checkpoint-{step}/"
+        listing += [folder, *(folder + name for name in DREAMBOOTH_CHECKPOINT_FILES)]
+    yield tl.out(*listing, "./output/flux_train_replicate/lora.safetensors")
+    yield tl.uploaded(rng.uniform(5.0, 12.0))
+
+
+def _dreambooth_checkpoint(tl: _Timeline, path: str, log: Callable[..., tuple[str, ...]]) -> Iterator[Emit]:
+    """accelerate 1.0.0 Accelerator.save_state: the LoRA through the script's save hook (diffusers'
+    logger: the bare message), then checkpointing.py's states, then the script's own line."""
+    rng = tl.ctx.rng
+    yield tl.out(*log("accelerate.accelerator", f"Saving current state to {path}"))
+    tl.wait(rng.uniform(0.3, 1.0))
+    yield tl.out(f"Model weights saved in {path}/pytorch_lora_weights.safetensors")
+    tl.wait(rng.uniform(0.8, 2.0))  # Prodigy's state: several float32 copies of the LoRA
+    yield tl.out(*log("accelerate.checkpointing", f"Optimizer state saved in {path}/optimizer.bin"))
+    tl.wait(rng.uniform(0.01, 0.05))
+    yield tl.out(*log(
+        "accelerate.checkpointing", f"Scheduler state saved in {path}/scheduler.bin",
+        f"Sampler state for dataloader 0 saved in {path}/sampler.bin", f"Random states saved in {path}/random_states_0.pkl",
+    ), *log("__main__", f"Saved state to {path}"))
+
+
+def _pipeline_load(tl: _Timeline) -> Iterator[Emit]:
+    """diffusers DiffusionPipeline.from_pretrained: `Loading pipeline components...` over the
+    components (a refresh once ≥ 0.1 s passed), a `Loaded …` line for each (info level), T5's
+    shards in a bar nested under it; then the bar closes."""
+    rng = tl.ctx.rng
+    desc, total = "Loading pipeline components...", len(FLUX_PIPELINE)
+    seconds = {"text_encoder": (0.4, 0.8), "tokenizer_2": (0.1, 0.3), "transformer": (6.0, 12.0), "vae": (0.2, 0.5)}
+    yield tl.out(tl.meter(0, total, 0.0, None, desc=desc))
+    start, printed, rate = tl.elapsed, (0, 0.0), SmoothedRate()
+    for n, (name, kind) in enumerate(FLUX_PIPELINE, 1):
+        if name == "text_encoder_2":
+            yield from _bar_run(tl, 2, rng.uniform(1.5, 3.0), desc="Loading checkpoint shards", close=True, nested=True)
+        tl.wait(rng.uniform(*seconds.get(name, (0.01, 0.05))))
+        yield tl.out(f"Loaded {name} as {kind} from `{name}` subfolder of FLUX.1-dev.")
+        spent = tl.elapsed - start
+        if spent - printed[1] >= 0.1:
+            current = rate.update(n - printed[0], spent - printed[1])
+            printed = (n, spent)
+            yield tl.out(tl.meter(n, total, spent, current, desc=desc))
+    spent = tl.elapsed - start
+    yield tl.out(tl.meter(total, total, spent, total / spent, desc=desc))
+
+
+def _postfix(**values: float) -> str:
+    """tqdm's set_postfix(**values): keys in order, numbers by tqdm's format_num (`.3g` if shorter)."""
+    return ", ".join(f"{key}={tqdm.format_num(values[key])}" for key in sorted(values))
 
 
 # ---- stability-ai/sdxl (cog-sdxl) -----------------------------------------------------------------
@@ -818,6 +1221,12 @@ SCRIPTS: dict[str, Script] = {
                "CUDA out of memory a third of the way through training"),
         Script("flux-fail-load", "ostris/flux-dev-lora-trainer", lambda c: flux(c, "load"), "failed",
                "missing config.json while loading the transformer"),
+        Script("diffusers", "ostris/flux-dev-lora-trainer", diffusers, "succeeded",
+               "a DreamBooth LoRA run on diffusers (train_dreambooth_lora_flux.py) for the flux trainer's inputs"),
+        Script("qwen", "replicate/qwen-image-lora-trainer", qwen, "succeeded",
+               "Qwen-Image LoRA run on ai-toolkit, on the newest Cog runtime (raw \\r refreshes, colour)"),
+        Script("qwen-fail", "replicate/qwen-image-lora-trainer", lambda c: qwen(c, "oom"), "failed",
+               "CUDA out of memory a fifth to two fifths of the way through training"),
         Script("sdxl", "stability-ai/sdxl", sdxl, "succeeded", "full SDXL LoRA/PTI run"),
         Script("sdxl-fail", "stability-ai/sdxl", lambda c: sdxl(c, "preprocess"), "failed",
                "no images in the input archive"),

@@ -22,7 +22,7 @@ FINISHING = (Stage.SAVING, Stage.UPLOADING)
 
 def fixture(name: str) -> str:
     """A fixture without its `# source:` line (kept byte for byte: raw `\\r` included)."""
-    text = (FIXTURES / name).read_text(encoding="utf-8")
+    text = (FIXTURES / name).read_bytes().decode("utf-8")  # read_text would turn every `\r` into `\n`
     assert text.startswith("# source: "), f"{name} must say where its format comes from"
     return text.split("\n", 1)[1]
 
@@ -289,6 +289,13 @@ SIMULATED = {
     "llm, no validation (late closing lines)": (
         "meta/llama-2-7b", "llama", {"train_data": DATA + "a.jsonl", "num_train_epochs": 2, "run_validation": False},
         Family("llm", 150, not_training=LLM.not_training)),
+    "qwen on the newest runtime (raw \\r, colour, empty sampling)": (
+        "replicate/qwen-image-lora-trainer", "qwen", {"dataset": DATA + "a.zip", "steps": 100},
+        Family("qwen", 100, not_training=("Generating Images", "Loading checkpoint shards"))),
+    "diffusers DreamBooth (mid-run checkpoints, final pipeline)": (
+        "ostris/flux-dev-lora-trainer", "diffusers", {"input_images": DATA + "a.zip", "steps": 30, "checkpointing_steps": 10},
+        Family("diffusers", 30, mid_run_saves=("checkpoint-",),
+               not_training=("Loading checkpoint shards", "Loading pipeline components"))),
 }
 
 
@@ -309,6 +316,10 @@ def test_simulated_logs_meet_the_same_expectations(case: str) -> None:
         assert "\r" in log and '    "steps": 30,' in log  # raw refreshes and the config's indentation
     if trainer == "meta/llama-2-7b":
         assert "\x1b[34m" in log and "tensor(" in log and state.losses
+    if script == "qwen":  # raw refreshes, the config's indentation, blue cells, the wrapper's lines
+        assert "\r" in log and '        "steps": 100,' in log and "|\x1b[34m" in log and "INFO:__main__:Training completed" in log
+    if script == "diffusers":
+        assert "Steps: 100%|" in log and ", loss=" in log and state.lr == pytest.approx(4e-4)
     for seed in range(2):
         rng = random.Random(seed)
         tracker, seen, now = ProgressTracker(configured_steps=steps_from_input(given)), [], T0

@@ -33,6 +33,7 @@ from simulator import (
 FLUX = "ostris/flux-dev-lora-trainer"
 SDXL = "stability-ai/sdxl"
 LLAMA = "meta/llama-2-7b"
+QWEN = "replicate/qwen-image-lora-trainer"
 FLUX_VERSION = TRAINERS[FLUX].version
 IMAGES = "https://files.example.test/faces.zip"
 DEST = "demo-user/faces"
@@ -105,7 +106,9 @@ async def test_every_endpoint_answers_what_the_official_spec_describes(simulator
 
         for trainer, fields in ((FLUX, ["input_images", "trigger_word", "steps", "lora_rank", "learning_rate", "batch_size", "resolution", "autocaption"]),
                                 (SDXL, ["input_images", "token_string", "caption_prefix", "max_train_steps"]),
-                                (LLAMA, ["train_data", "num_train_epochs", "learning_rate"])):
+                                (LLAMA, ["train_data", "num_train_epochs", "learning_rate"]),
+                                (QWEN, ["dataset", "steps", "learning_rate", "lora_rank", "default_caption", "batch_size",
+                                        "optimizer", "seed"])):
             versions = await client.get(f"/v1/models/{trainer}/versions")
             replicate_spec.validate(versions.json(), "/models/{model_owner}/{model_name}/versions")
             version = await client.get(f"/v1/models/{trainer}/versions/{TRAINERS[trainer].version}")
@@ -384,17 +387,75 @@ async def test_a_default_flux_run_takes_about_two_minutes_at_speed_ten(simulator
     assert 100 <= (completed - started).total_seconds() / 10 <= 140
 
 
+async def test_qwen_prints_the_wrapper_and_ai_toolkit_raw(simulator: Simulator) -> None:
+    done = finished(simulator, QWEN, {"dataset": IMAGES, "steps": 120, "lora_rank": 16})
+    logs = done["logs"]
+    job = re.search(r"^INFO:__main__:Starting training: (qwen_lora_\d{10})$", logs, re.M)
+    assert job, "the wrapper's job name: qwen_lora_<unix time>"
+    name = job.group(1)
+    # replicate/qwen-image-lora-trainer@09386ee on ostris/ai-toolkit@1755e58, passed through raw
+    in_order(logs, [
+        "INFO:__main__:Extracted ", "INFO:__main__:Training: 120 steps, rank 16, adamw, batch 1",
+        "Running 1 job\n{\n", '    "datasets": [', '        "steps": 120,', "\n}\n\n#####",
+        f"# Running job: {name}\n", "Running  1 process", "Loading Qwen Image model", "Loading transformer",
+        "\rLoading checkpoint shards: 100%|██████████| 9/9 [", "Text Encoder", "| 4/4 [", "Loading VAE",
+        "Making pipe", "Preparing Model", "Model Loaded", "create LoRA for U-Net: 840 modules.",
+        "Dataset: /src/input_images\n  -  Preprocessing image dimensions", "512x512: ", "768x768: ", "1024x1024: ",
+        "Generating baseline samples before training\n\rGenerating Images: 0it [00:00, ?it/s]\r ",
+        f"\r{name}:   0%|\x1b[34m          \x1b[0m| 0/120 [00:00<?, ?it/s]",
+        f"\r{name}:  99%|\x1b[34m█████████▉\x1b[0m| 119/120 [",  # the bar ends at steps − 1
+        f"Saved checkpoint to /src/output/{name}/{name}.safetensors\n", f"Saved optimizer to /src/output/{name}/optimizer.pt",
+        "INFO:__main__:Training completed\n", f"INFO:__main__:Created /tmp/{name}_trained.zip (",
+    ])
+    refreshes = re.findall(rf"\r{name}: +\d+%\|[^|]*\| (\d+)/120 \[[^\]]*, lr: 2\.0e-04 loss: (\S+)\]", logs)
+    # set_postfix_str at n (step − 1), then update to `step`: two refreshes a step, then close()
+    assert [int(n) for n, _ in refreshes] == [0, 0, *(n for step in range(1, 120) for n in (step - 1, step)), 119]
+    assert all(line.endswith("\n") or "\r" in line for line in logs.splitlines(keepends=True))
+    assert done["status"] == "succeeded"
+
+
+async def test_diffusers_dreambooth_prints_accelerate_lines_and_a_steps_bar(simulator: Simulator) -> None:
+    done = finished(simulator, FLUX, {"input_images": IMAGES, "steps": 12, "checkpointing_steps": 5}, "diffusers")
+    logs = done["logs"]
+    stamp = r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d"
+    # huggingface/diffusers@5700e52 train_dreambooth_lora_flux.py as lucataco/cog-diffusers-dreambooth-lora runs it
+    in_order(logs, [
+        "Using seed: ", "Extracted ", "Using params: ['accelerate', 'launch', ", "'--max_train_steps', '12'",
+        " - INFO - __main__ - Distributed environment: ", "Mixed precision type: bf16", "Loading checkpoint shards: 100%",
+        " - WARNING - __main__ - Learning rate is too low.", " - INFO - __main__ - ***** Running training *****",
+        " - INFO - __main__ -   Total optimization steps = 12", "Steps:   0%|          | 0/12 [00:00<?, ?it/s]",
+        "Steps:   8%|▊         | 1/12 [", "Steps:   8%|▊         | 1/12 [",
+        " - INFO - accelerate.accelerator - Saving current state to /tmp/train/output/flux_train_replicate/checkpoint-5\n",
+        "\nModel weights saved in /tmp/train/output/flux_train_replicate/checkpoint-5/pytorch_lora_weights.safetensors\n",
+        " - INFO - accelerate.checkpointing - Optimizer state saved in ", " - INFO - __main__ - Saved state to ",
+        "checkpoint-10", "Steps: 100%|██████████| 12/12 [",
+        "\nModel weights saved in /tmp/train/output/flux_train_replicate/pytorch_lora_weights.safetensors\n",
+        "Loading pipeline components...:   0%|", "Loaded transformer as FluxTransformer2DModel", "| 7/7 [",
+        "Loading transformer.", "Steps: 100%|██████████| 12/12 [", "./output/flux_train_replicate/lora.safetensors",
+    ])
+    assert re.search(rf"^{stamp} - INFO - __main__ - \*\*\*\*\* Running training \*\*\*\*\*$", logs, re.M)
+    steps = [(int(n), post) for n, post in re.findall(r"^Steps: +\d+%\|[^|]*\| (\d+)/12 \[[^\],]*,[^\],]*(.*)\]$", logs, re.M)]
+    # update(1) keeps the last postfix, then set_postfix(loss=…, lr=…) redraws the same step
+    assert [n for n, _ in steps] == [0, *(n for step in range(1, 13) for n in (step, step)), 12]
+    assert steps[0][1] == steps[1][1] == ""
+    assert all(re.fullmatch(r", loss=[\d.e-]+, lr=0\.0004", post) for _, post in steps[2:])
+    assert "checkpoint-15" not in logs and logs.count("Saving current state to ") == 2
+    assert done["status"] == "succeeded"
+
+
 @pytest.mark.parametrize("script", sorted(name for name, s in SCRIPTS.items() if s.outcome == "failed"))
 async def test_failing_scripts_end_with_a_flush_left_traceback_and_an_error(simulator: Simulator, script: str) -> None:
     trainer = SCRIPTS[script].trainer
     given = {FLUX: {"input_images": IMAGES, "steps": 40}, SDXL: {"input_images": IMAGES},
-             LLAMA: {"train_data": "https://files.example.test/rows.jsonl"}}[trainer]
+             LLAMA: {"train_data": "https://files.example.test/rows.jsonl"}, QWEN: {"dataset": IMAGES, "steps": 100}}[trainer]
     done = finished(simulator, trainer, given, script)
     assert done["status"] == "failed" and done["error"]
     assert "output" not in done
     lines = done["logs"].splitlines()
     start = lines.index("Traceback (most recent call last):")
-    assert any(line.startswith('File "/') for line in lines[start:])  # indentation stripped, like Cog
+    # indentation stripped, like Cog; kept by the newest runtime, which passes `\r` through too
+    frame = '  File "/' if "\r" in done["logs"] else 'File "/'
+    assert any(line.startswith(frame) for line in lines[start:])
     assert done["error"] in "\n".join(lines[start:]) or done["error"].startswith("Training failed!")
 
 
