@@ -871,6 +871,10 @@ class LogParser:
             self._advance(Stage.PREPARING)
         elif "Caption for" in line:
             self._advance(Stage.CAPTIONING)
+        elif "Distributed environment:" in line:
+            # accelerate's state, the first thing a diffusers training script logs: the wrapper's
+            # preparation is over, and the shards that follow are the model's, not a captioner's
+            self._advance(Stage.LOADING)
         elif "Loading checkpoint shards" in line:
             # LLaVA loads shards to caption the images; LLM trainers load their model the same way.
             in_preparation = self.state.stage in (Stage.PREPARING, Stage.CAPTIONING)

@@ -19,7 +19,7 @@ LOGS = Path(__file__).resolve().parent / "fixtures" / "trainers"
 
 def reference(name: str) -> str:
     """A reference excerpt without its `# source:` line."""
-    text = (LOGS / name).read_text(encoding="utf-8")
+    text = (LOGS / name).read_bytes().decode("utf-8")  # byte for byte: read_text would turn raw \r into \n
     return text.split("\n", 1)[1] if text.startswith("# source:") else text
 
 

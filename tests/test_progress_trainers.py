@@ -215,6 +215,21 @@ def test_diffusers_steps_bar_and_mid_run_checkpoints() -> None:
     assert state.lr == pytest.approx(1e-4)
 
 
+def test_diffusers_model_shards_after_the_wrappers_preparation_are_loading() -> None:
+    """lucataco/cog-diffusers-dreambooth-lora@a0614e1 predict.py extracts the images first
+    (`Extracted N files from zip`), then runs train_dreambooth_lora_flux.py (huggingface/diffusers@5700e52),
+    whose first log line is accelerate's state; the T5 shards it then loads are the model, not a
+    captioner (LLaVA's shards after an extraction are, in the flux trainer)."""
+    log = "".join(line + "\n" for line in (
+        "Extracted 18 files from zip to input_images",
+        "11/29/2026 02:18:21 - INFO - __main__ - Distributed environment: DistributedType.NO",
+        "Num processes: 1",
+        "Loading checkpoint shards:  50%|█████     | 1/2 [00:01<00:01,  1.60s/it]",
+    ))
+    assert parse(log).stage is Stage.LOADING
+    assert parse(log.split("11/29")[0]).stage is Stage.PREPARING
+
+
 # --- the seed's examples --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "line", ["150/1000", "step 150/1000", " 15%|█▌ | 150/1000 [01:02<05:50, 2.43it/s]"]
