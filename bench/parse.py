@@ -8,7 +8,8 @@ Run: uv run python bench/parse.py [--steps 3000] [--every 5] [--size-mb 50]
    Target: incremental ≥ 20× cheaper in CPU time.
 2. Single-pass throughput on the log of every trainer family, as the simulator prints it (flux with
    W&B sampling and saves, flux on the newest runtime with raw `\r` refreshes, cog-sdxl's per-step
-   descriptions, cog-llama-template's 4-GPU interleaved colour bars and tensor losses), median of
+   descriptions, cog-llama-template's 4-GPU interleaved colour bars and tensor losses, qwen on
+   ai-toolkit with two raw refreshes a step, diffusers' DreamBooth `Steps:` bar), median of
    three passes, next to a baseline measured in the same run on the same text: a plain Python loop
    that runs ONE regex (a tqdm counter) over each line and does nothing else. Target: ≥ 50 MB/s
    for every family (MB = 10^6 bytes of UTF-8).
@@ -43,6 +44,8 @@ FAMILIES = {
     "flux (raw \\r)": ("ostris/flux-dev-lora-trainer", "flux-raw", {"autocaption": False}, "steps", 7_500),
     "sdxl": ("stability-ai/sdxl", "sdxl", {}, "max_train_steps", 4_600),
     "llama (4 GPUs)": ("meta/llama-2-7b", "llama", {"num_train_epochs": 1}, None, 2_200),
+    "qwen (raw \\r)": ("replicate/qwen-image-lora-trainer", "qwen", {}, "steps", 3_800),
+    "diffusers": ("ostris/flux-dev-lora-trainer", "diffusers", {"checkpointing_steps": 500}, "steps", 5_500),
 }
 
 

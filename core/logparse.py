@@ -379,14 +379,19 @@ class _MainBar:
             return line.startswith(self.literal)
         return self.prefix.match(line) is not None
 
-    def loss_after(self, lr_text: str) -> re.Pattern[str]:
-        """`lr_loss_at_end` with a given lr: one group, and a literal to search for (faster)."""
-        pattern = self._loss_after.get(lr_text)
+    def loss_after(self, lr_text: str, *, diffusers: bool = False) -> re.Pattern[str]:
+        """`lr_loss_at_end` (or `loss_lr_at_end`) with a given lr: the loss as the one group, and
+        a literal to search for (faster)."""
+        key = ("d" if diffusers else "a") + lr_text
+        pattern = self._loss_after.get(key)
         if pattern is None:
             if len(self._loss_after) > 16:  # a decaying lr: do not keep one pattern per value
                 self._loss_after.clear()
-            literal = re.escape(f", lr: {lr_text} loss: ")
-            pattern = self._loss_after[lr_text] = re.compile(literal + r"([^\s\]]+)\]\n")
+            if diffusers:
+                text = r", loss=([^\s,\]]+)" + re.escape(f", lr={lr_text}]") + r"\n"
+            else:
+                text = re.escape(f", lr: {lr_text} loss: ") + r"([^\s\]]+)\]\n"
+            pattern = self._loss_after[key] = re.compile(text)
         return pattern
 
 
@@ -542,24 +547,22 @@ class LogParser:
         else:
             lr_value = None
             lrs = None
-            # The learning rate rarely changes: try "this lr, then a loss" before the general pattern.
-            same_lr = main.loss_after(self._lr_text) if self._lr_text else None
-            losses_text: Sequence[str] = same_lr.findall(text, start, end) if same_lr else []
             try:
+                diffusers = text.find(", loss=", start, end) >= 0  # set_postfix(loss=…, lr=…)
+                # The lr rarely changes: "a loss, then this lr" (or the reverse) is the fastest scan.
+                same_lr = main.loss_after(self._lr_text, diffusers=diffusers) if self._lr_text else None
+                losses_text: Sequence[str] = same_lr.findall(text, start, end) if same_lr else []
                 if len(losses_text) == count:
                     lr_value = float(self._lr_text or "")
                 else:
-                    pairs = main.lr_loss_at_end.findall(text, start, end)
-                    if len(pairs) == count:
-                        lr_texts, losses_text = zip(*pairs)
-                    else:
-                        pairs = main.loss_lr_at_end.findall(text, start, end)
-                        if len(pairs) != count:
-                            return False
-                        losses_text, lr_texts = zip(*pairs)
-                    lrs = list(map(float, lr_texts))
-                    if not isfinite(sum(lrs)):
+                    pairs = (main.loss_lr_at_end if diffusers else main.lr_loss_at_end).findall(text, start, end)
+                    if len(pairs) != count:
                         return False
+                    first, second = zip(*pairs)
+                    losses_text, lr_texts = (first, second) if diffusers else (second, first)
+                    lrs = list(map(float, lr_texts))
+                if lrs is not None and not isfinite(sum(lrs)):
+                    return False
                 losses = list(map(float, losses_text))
             except ValueError:
                 return False  # an unreadable number: `_line` leaves that point out

@@ -381,23 +381,41 @@ def test_line_by_line_equals_bulk(log: str) -> None:
     assert replace(parser.state, consumed=0) == replace(expected, consumed=0)
 
 
-def _long_llm_log() -> str:
-    """cog-llama-template's 4-GPU output as the simulator serves it (Cog strips each line): one
-    run of bar and step lines far longer than a bulk chunk (`RUN_CHUNK`)."""
+def _simulated(trainer_name: str, script: str, given: dict[str, object], rows: int | None = None) -> str:
+    """A script's whole log as the simulator serves it (Cog strips each line)."""
     import random as _random
 
     from simulator.records import TrainingRecord
     from simulator.schemas import TRAINERS
     from simulator.scripts import SCRIPTS, Emit, ScriptContext
 
-    trainer, given = TRAINERS["meta/llama-2-7b"], {"num_train_epochs": 2}
-    ctx = ScriptContext(trainer=trainer, input=given, rng=_random.Random(1), start_time=0.0, text_rows=12_000)
-    record = TrainingRecord(id="t", seq=0, trainer=trainer, destination="me/m", input=given, script="llama",
+    trainer = TRAINERS[trainer_name]
+    ctx = ScriptContext(trainer=trainer, input=given, rng=_random.Random(1), start_time=0.0, text_rows=rows)
+    record = TrainingRecord(id="t", seq=0, trainer=trainer, destination="me/m", input=given, script=script,
                             rng=_random.Random(1), created_at=0.0)
-    for event in SCRIPTS["llama"].factory(ctx):
+    for event in SCRIPTS[script].factory(ctx):
         if isinstance(event, Emit):
             record.append(list(event.lines))
     return record.logs
+
+
+def _long_llm_log() -> str:
+    """cog-llama-template's 4-GPU output: one run of bar and step lines far longer than a bulk
+    chunk (`RUN_CHUNK`)."""
+    return _simulated("meta/llama-2-7b", "llama", {"num_train_epochs": 2}, rows=12_000)
+
+
+def _diffusers_decaying_lr() -> str:
+    """diffusers' `Steps:` bar (huggingface/diffusers@5700e52 train_dreambooth_lora_flux.py:
+    update(1), then set_postfix(loss=…, lr=…)) with an lr that changes every 50 steps."""
+    log = _simulated("ostris/flux-dev-lora-trainer", "diffusers", {"steps": 3000})
+    out, step = [], 0
+    for line in log.split("\n"):
+        if line.startswith("Steps:") and ", lr=" in line:
+            step = int(line.split("/", 1)[0].rsplit(" ", 1)[-1])
+            line = line.replace(", lr=0.0004]", f", lr={4e-4 * 0.9 ** (step // 50):.3g}]")
+        out.append(line)
+    return "\n".join(out)
 
 
 def _longest_run(log: str, starts: tuple[str, ...]) -> int:
@@ -416,7 +434,9 @@ _FLUX_LONG_RUNS = {"save_every": 10_000}
     (lambda: flux_log(2000, **_FLUX_LONG_RUNS), (JOB,)),
     (lambda: flux_log(2000, **_FLUX_LONG_RUNS).replace("\n", "\r"), (JOB,)),
     (_long_llm_log, ("Training Epoch", "step ")),
-], ids=["flux", "flux raw \\r", "llm 4 GPUs"])  # fmt: skip
+    (lambda: _simulated("ostris/flux-dev-lora-trainer", "diffusers", {"steps": 3000}), ("Steps:",)),
+    (_diffusers_decaying_lr, ("Steps:",)),
+], ids=["flux", "flux raw \\r", "llm 4 GPUs", "diffusers", "diffusers, lr decaying"])  # fmt: skip
 def test_runs_longer_than_a_bulk_chunk_read_as_line_by_line(make: Callable[[], str], starts: tuple[str, ...]) -> None:
     """A long run is read in chunks; three lines per feed never reach the bulk path."""
     from core.logparse import RUN_CHUNK
