@@ -547,6 +547,7 @@ class LogParser:
         else:
             lr_value = None
             lrs = None
+            lr_texts: Sequence[str] | None = None
             try:
                 diffusers = text.find(", loss=", start, end) >= 0  # set_postfix(loss=…, lr=…)
                 # The lr rarely changes: "a loss, then this lr" (or the reverse) is the fastest scan.
@@ -560,7 +561,13 @@ class LogParser:
                         return False
                     first, second = zip(*pairs)
                     losses_text, lr_texts = (first, second) if diffusers else (second, first)
-                    lrs = list(map(float, lr_texts))
+                if len(steps) > 1 and not all(keep := [*map(ne, steps, islice(steps, 1, None)), True]):
+                    # A step drawn twice in a row (diffusers draws each twice): its last drawing
+                    # counts, as line by line; the others need no converting.
+                    steps, losses_text = list(compress(steps, keep)), list(compress(losses_text, keep))
+                    if lr_texts is not None:
+                        lr_texts = list(compress(lr_texts, keep))
+                lrs = list(map(float, lr_texts)) if lr_texts is not None else None
                 if lrs is not None and not isfinite(sum(lrs)):
                     return False
                 losses = list(map(float, losses_text))
@@ -572,7 +579,7 @@ class LogParser:
             numbers = list(map(int, steps))
             order = step_order(numbers)
             state.losses.extend(numbers, losses, order)
-            state.lrs.extend(numbers, lrs if lrs is not None else [lr_value or 0.0] * count, order)
+            state.lrs.extend(numbers, lrs if lrs is not None else [lr_value or 0.0] * len(numbers), order)
         # The last line again, one by one: it sets step, total, percent, lr, loss, timing, stage.
         last = text.rindex("\n", start - 1, end - 1) + 1
         self._line(text[last : end - 1])

@@ -178,7 +178,8 @@ class WebhookReceiver:
                                         declared_size=request.content_length)
         finally:
             if isinstance(body, SpooledBody):
-                body.close()
+                # In a thread: freeing a 142 MB file's pages held the loop for ~50 ms.
+                await asyncio.to_thread(body.close)
         return _response(record)
 
     async def _read_body(self, request: web.Request) -> Body | None:
