@@ -57,6 +57,9 @@ CASES = (
     Case("flux (plain)", "ostris/flux-dev-lora-trainer", "flux", "steps", (400, 2000), {}),
     Case("sdxl", "stability-ai/sdxl", "sdxl", "max_train_steps", (500, 2000), {}),
     Case("llama-2-7b (4 GPUs)", "meta/llama-2-7b", "llama", None, (1, 3), {}),
+    Case("qwen-image (raw \\r)", "replicate/qwen-image-lora-trainer", "qwen", "steps", (300, 1500), {}),
+    Case("diffusers dreambooth", "ostris/flux-dev-lora-trainer", "diffusers", "steps", (300, 1500),
+         {"checkpointing_steps": 250}),
 )
 
 
