@@ -150,17 +150,21 @@ class ModelsScreen(ReplitrackScreen[None]):
         self._hay: dict[str, str] = {}  # training id → what the filter searches, lowercased
         self._filter_timer: Any = None
         self._caption = ""
+        self._first_rows: list[str] = []
 
     def compose(self) -> ComposeResult:
+        # The rows and their caption are known now: in the first frame, not one frame later.
+        self._first_rows = self.visible()
+        self._caption = self._caption_text(len(self._first_rows))
         yield StatusLine()
-        yield Static(id="models-caption")
+        yield Static(Text(self._caption, style="dim"), id="models-caption")
         yield TrainingList(COLUMNS, self._cells, id="models-table")
         yield Input(placeholder="filter: model, trainer, id, status… (enter to apply, esc to clear)",
                     id="models-filter", classes="hidden")
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.rebuild()
+        self.table.set_rows(self._first_rows, self.records)
         self.app.trainings_changed.subscribe(self, self.on_changed)
         self.app.ticked.subscribe(self, self.on_tick)
         self.app.connection_changed.subscribe(self, self._connection_changed)
@@ -218,21 +222,23 @@ class ModelsScreen(ReplitrackScreen[None]):
         return not self.records and (connection.importing is not None or connection.listener_error == "starting")
 
     def update_caption(self) -> None:
-        total = len(self.table.ids)
+        caption = self._caption_text(len(self.table.ids), len(self.table.marked))
+        if caption != self._caption:
+            self._caption = caption
+            self.query_one("#models-caption", Static).update(Text(caption, style="dim"))
+
+    def _caption_text(self, total: int, marked: int = 0) -> str:
         parts = [f"{total} training{'s' if total != 1 else ''}"]
         parts.append(f"sorted by {SORTS[self.sort_name][0]}")
         parts.append("finished shown" if self.show_finished else "active only")
         if self.needle:
             parts.append(f"filter: {self.needle}")
-        if self.table.marked:
-            parts.append(f"{len(self.table.marked)} marked (C compares)")
+        if marked:
+            parts.append(f"{marked} marked (C compares)")
         if not self.records:
             parts = (["loading…"] if self.loading() else
                      ["No trainings yet. Press n to start one, or ctrl+p → Import all trainings."])
-        caption = "  ·  ".join(parts)
-        if caption != self._caption:
-            self._caption = caption
-            self.query_one("#models-caption", Static).update(Text(caption, style="dim"))
+        return "  ·  ".join(parts)
 
     def _connection_changed(self, _: object) -> None:
         if not self.records and self.is_current:
