@@ -182,3 +182,29 @@ async def test_completion_hook_gets_the_training_as_json_on_stdin(tmp_path: Path
     assert await run_hook(command, view) == 0
     assert json.loads(out.read_text()) == view
     assert await run_hook("exit 3", view) == 3
+
+
+async def test_a_burst_far_longer_than_the_live_tail_shows_exactly_its_last_lines() -> None:
+    """A million-line log's webhook brings MBs at once: the tail keeps its last TAIL_LINES whole
+    lines (split from the end only), and the unfinished last line waits for its end."""
+    from textual.app import App, ComposeResult
+
+    from tui.widgets.live_log import TAIL_CHARS_PER_LINE, TAIL_LINES, LiveLog
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LiveLog()
+
+    burst = "".join(f"step {n:06d} loss 0.{n % 97:02d}\n" for n in range(60_000))
+    assert len(burst) > TAIL_LINES * TAIL_CHARS_PER_LINE  # long enough to be split from its end
+    async with Host().run_test(size=(100, 30)) as pilot:
+        log = pilot.app.query_one(LiveLog)
+        log.feed("first\r\n" + burst[:1000])
+        log.feed(burst[1000:] + "step 060000 lo")
+        log.flush()
+        assert len(log.lines) == TAIL_LINES
+        assert log.lines[0] == f"step {60_000 - TAIL_LINES:06d} loss 0.{(60_000 - TAIL_LINES) % 97:02d}"
+        assert log.lines[-1] == "step 059999 loss 0.53"
+        log.feed("ss 0.55\n")
+        log.flush()
+        assert log.lines[-1] == "step 060000 loss 0.55" and len(log.lines) == TAIL_LINES

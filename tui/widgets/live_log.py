@@ -16,6 +16,9 @@ from core.text import terminal_safe
 
 FLUSH_EVERY = 0.1  # seconds
 TAIL_LINES = 2_000  # the live tail; the whole log is one key away (h)
+# A burst longer than this many characters per tail line is split from its end only: splitting a
+# million-line log's 3.5 MB suffix to keep its last 2,000 lines held a frame for ~100 ms.
+TAIL_CHARS_PER_LINE = 400
 BACKGROUND_RETRY = 0.5  # seconds between flush attempts while another screen is on top
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 
@@ -41,7 +44,6 @@ class LiveLog(Log):
         self._pending: list[str] = []
         self._partial = ""
         self._scheduled = False
-        self.lines_received = 0
 
     def feed(self, chunk: str) -> None:
         """Queue text (any size, any line breaks); it appears within FLUSH_EVERY seconds."""
@@ -62,12 +64,15 @@ class LiveLog(Log):
             return
         text = self._partial + "".join(self._pending)
         self._pending.clear()
+        if self.max_lines and len(text) > self.max_lines * TAIL_CHARS_PER_LINE:
+            cut = _NEWLINES.search(text, len(text) - self.max_lines * TAIL_CHARS_PER_LINE)
+            if cut is not None:  # else one giant line: kept whole
+                text = text[cut.end():]
         lines = split_lines(text)
         self._partial = lines.pop()  # the line still being written (may be "")
         if self.max_lines and len(lines) > self.max_lines:
             lines = lines[-self.max_lines:]  # older ones would be dropped at once anyway
         lines = [terminal_safe(line) for line in lines]  # Log lets ESC through: an OSC retitles the terminal
-        self.lines_received += len(lines)
         if lines:
             # Log only follows when the view already sits at the end, which it does not after
             # lines written before the first layout; following here means always the end (f pauses).
