@@ -336,6 +336,8 @@ class WebhookReceiver:
         try:
             await self.service.store.commit()  # durable before 2xx: Replicate retries otherwise
         except StoreWriteError as error:
+            if webhook_id is not None and result.outcome != "duplicate":
+                self.service.store.forget_webhook(webhook_id)  # its retry is applied, not a duplicate
             message = str(error) if str(error).startswith("could not save") else f"could not save: {error}"
             self._reject(record, 503, "store_write_failed", f"{message} (answered 503 so that Replicate retries)")
             return

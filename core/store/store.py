@@ -188,6 +188,11 @@ class Store:
             self._new_webhook_ids.append(webhook_id)
             self._journal({"webhook": webhook_id})
 
+    def forget_webhook(self, webhook_id: str) -> None:
+        """Its answer said it was not saved (a failed commit): Replicate's retry must be applied
+        again, not taken for a duplicate. What it carried stays pending for the next commit."""
+        self._seen_webhooks.discard(webhook_id)
+
     # ----- durability --------------------------------------------------------------------------
     def _journal(self, entry: dict[str, Any]) -> None:
         self._seq += 1
