@@ -16,11 +16,12 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from tui.base import ReplitrackScreen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from core.compare import LABELS, MAX_RUNS, comparison
 from tui.format import duration, number, status_text
 from tui.widgets.chart import MAX_POINTS, Series, plot, smooth, thin
+from tui.widgets.footer import KeyFooter
 
 __all__ = ["MAX_RUNS", "CompareScreen"]
 COLOURS = ("dodger_blue1", "orange1", "green3", "magenta", "yellow", "cyan")
@@ -70,7 +71,7 @@ class CompareScreen(ReplitrackScreen[None]):
         yield Static(id="compare-title")
         yield OverlayChart(id="compare-chart")
         yield Static(id="compare-table")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         app: Any = self.app

@@ -16,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.worker import Worker, WorkerState
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from core import inputs
 from core.errors import BadArgumentError, ConfigError, NotFoundError, ReplitrackError
 from tui.base import ReplitrackScreen
 from tui.training_form import Field, fields_of, images_field, parse_pairs
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine
 
 DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
@@ -71,7 +72,7 @@ class NewTrainingScreen(ReplitrackScreen[None]):
             with Horizontal(id="new-buttons"):
                 yield Button("Load inputs (ctrl+l)", id="new-load")
                 yield Button("Start training (ctrl+s)", variant="primary", id="new-start")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#new-destination" if self.initial[0] else "#new-trainer", Input).focus()

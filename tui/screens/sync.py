@@ -15,7 +15,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from core.errors import ReplitrackError
 from core.models import Status
@@ -23,6 +23,7 @@ from core.service import SyncItem
 from tui.base import ReplitrackScreen
 from tui.format import safe, status_text
 from tui.screens.models import short
+from tui.widgets.footer import KeyFooter
 from tui.widgets.status_line import StatusLine
 
 
@@ -49,7 +50,7 @@ class SyncScreen(ReplitrackScreen[None]):
         table: DataTable[Any] = DataTable(id="sync-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="sync-change")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

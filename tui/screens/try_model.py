@@ -18,13 +18,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from core.text import terminal_safe
-from tui.base import ReplitrackScreen
-from textual.widgets import Footer, Input, Label, Log, ProgressBar, Static
+from textual.widgets import Input, Label, Log, ProgressBar, Static
 
 from core.errors import ReplitrackError
 from core.models import Status
+from core.text import terminal_safe
 from tui import terminal_images
+from tui.base import ReplitrackScreen
+from tui.widgets.footer import KeyFooter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 _STEPS = re.compile(r"^(\d+)it \[", re.MULTILINE)  # the denoising bar (see simulator/predictions.py)
@@ -91,7 +92,7 @@ class TryScreen(ReplitrackScreen[None]):
                 with VerticalScroll(id="try-view"):
                     yield Static(id="try-text")
                     yield terminal_images.image_widget(None, id="try-image") or Static(id="try-image")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         from core.predictions import prompt_for
