@@ -302,7 +302,11 @@ class ModelsScreen(ReplitrackScreen[None]):
             if index == 0:
                 self.table.touch(batch)
             else:  # within the second, before the next tick
-                self.set_timer(0.8 * index / len(batches), partial(self.table.touch, batch))
+                self.set_timer(0.8 * index / len(batches), partial(self._touch_if_current, batch))
+
+    def _touch_if_current(self, ids: list[str]) -> None:
+        if self.is_current:  # not under another screen, which it would repaint too (see on_changed)
+            self.table.touch(ids)
 
     # ----- actions -----------------------------------------------------------------------------
     @on(TrainingList.Selected, "#models-table")
