@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from .errors import problem
-from .routes import SIMULATOR, _json_body, ok
+from .routes import SIMULATOR, _json_body, ok, page_answer
 
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
 MAX_WAIT = 60  # seconds: `Prefer: wait` holds the answer at most this long, as Replicate does
@@ -38,13 +38,7 @@ async def create_prediction(request: web.Request) -> web.Response:
 
 async def list_predictions(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
-    chunk, after, before = sim.predictions.page(request.query.get("cursor"))
-    base = f"{sim.base_url}/v1/predictions?cursor="
-    return ok({
-        "previous": base + before if before else None,
-        "next": base + after if after else None,
-        "results": [r.to_json(sim.base_url, with_logs=False) for r in chunk],
-    })
+    return page_answer(sim.base_url, "/v1/predictions", sim.predictions.page(request.query.get("cursor")))
 
 
 async def get_prediction(request: web.Request) -> web.Response:

@@ -119,15 +119,20 @@ async def account(request: web.Request) -> web.Response:
     })
 
 
-async def list_trainings(request: web.Request) -> web.Response:
-    sim = request.app[SIMULATOR]
-    chunk, after, before = sim.page(request.query.get("cursor"))
-    base = f"{sim.base_url}/v1/trainings?cursor="
+def page_answer(base_url: str, path: str, page: tuple[list[Any], str | None, str | None]) -> web.Response:
+    """A list's page as Replicate answers it: the items (without logs) and cursor URLs."""
+    chunk, after, before = page
+    base = f"{base_url}{path}?cursor="
     return ok({
         "previous": base + before if before else None,
         "next": base + after if after else None,
-        "results": [r.to_json(sim.base_url, with_logs=False) for r in chunk],
+        "results": [r.to_json(base_url, with_logs=False) for r in chunk],
     })
+
+
+async def list_trainings(request: web.Request) -> web.Response:
+    sim = request.app[SIMULATOR]
+    return page_answer(sim.base_url, "/v1/trainings", sim.page(request.query.get("cursor")))
 
 
 async def get_training(request: web.Request) -> web.Response:

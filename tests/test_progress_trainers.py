@@ -217,9 +217,11 @@ def test_diffusers_steps_bar_and_mid_run_checkpoints() -> None:
 
 def test_diffusers_model_shards_after_the_wrappers_preparation_are_loading() -> None:
     """lucataco/cog-diffusers-dreambooth-lora@a0614e1 predict.py extracts the images first
-    (`Extracted N files from zip`), then runs train_dreambooth_lora_flux.py (huggingface/diffusers@5700e52),
-    whose first log line is accelerate's state; the T5 shards it then loads are the model, not a
-    captioner (LLaVA's shards after an extraction are, in the flux trainer)."""
+    (`Extracted N files from zip`), then runs train_dreambooth_lora_flux.py (huggingface/diffusers@5700e52,
+    line 1062: `logger.info(accelerator.state, main_process_only=False)`), whose state prints
+    `Distributed environment: …` (huggingface/accelerate@16cb6eb8 src/accelerate/state.py); the
+    T5 shards it then loads are the model, not a captioner (LLaVA's, after an extraction in the
+    flux trainer, are)."""
     log = "".join(line + "\n" for line in (
         "Extracted 18 files from zip to input_images",
         "11/29/2026 02:18:21 - INFO - __main__ - Distributed environment: DistributedType.NO",
